@@ -1,0 +1,131 @@
+"""Every difference between the Keras flavours lives here, and only here.
+
+Two flavours of Keras build models a user may hand us: Keras 3 (``keras``, on any of its
+backends) and Keras 2 (``tf_keras``, selected with ``TF_USE_LEGACY_KERAS=1``).  They keep
+sublayers and weights in different private attributes and name variables differently;
+the rest of the engine talks to a :class:`Flavor` and never asks which one it has.
+
+Nothing here imports Keras at module level: a flavour is recognised from the class
+hierarchy of the object the user passed, so merely loading the plugin stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+# The module that defines the base ``Layer`` class of each flavour.
+_KERAS3_LAYER_MODULE = "keras.src.layers.layer"
+_KERAS2_LAYER_MODULES = ("tf_keras.src.engine.base_layer", "keras.src.engine.base_layer")
+
+
+class Flavor:
+    """How one flavour of Keras exposes a model's layer tree and its weights."""
+
+    name = "keras"
+
+    def children(self, layer: Any) -> list[Any]:
+        """The direct sublayers of ``layer`` (the nodes one level down its tree)."""
+        raise NotImplementedError
+
+    def own_variables(self, layer: Any) -> list[Any]:
+        """Variables created by ``layer`` itself, not by its sublayers."""
+        raise NotImplementedError
+
+    def declared_trainable(self, layer: Any) -> list[Any]:
+        """The variables ``layer`` created as trainable, whatever its flag says now."""
+        raise NotImplementedError
+
+    def weights(self, layer: Any) -> list[Any]:
+        """All weight variables of ``layer``, nested ones included; no seeds or metrics."""
+        return list(layer.weights)
+
+    def trainable_weights(self, layer: Any) -> list[Any]:
+        """The weights a fresh ``compile()`` would train, after every flag is applied."""
+        return list(layer.trainable_weights)
+
+    def short_name(self, variable: Any) -> str:
+        """The variable's own name, without layer scopes (``"kernel"``)."""
+        raise NotImplementedError
+
+    def read(self, variable: Any) -> np.ndarray:
+        """A numpy array holding its own copy of the variable's current value."""
+        # ``np.array(..., copy=True)`` because ``Variable.numpy()`` may share memory with
+        # the backend buffer (torch does), and the optimizer writes into that buffer.
+        return np.array(variable.numpy(), copy=True)
+
+    def is_built(self, layer: Any) -> bool:
+        return bool(getattr(layer, "built", False))
+
+
+class Keras3(Flavor):
+    name = "keras3"
+
+    def children(self, layer: Any) -> list[Any]:
+        return list(layer._layers)
+
+    def own_variables(self, layer: Any) -> list[Any]:
+        return _unique(list(layer._trainable_variables) + list(layer._non_trainable_variables))
+
+    def declared_trainable(self, layer: Any) -> list[Any]:
+        # Keras 3 files a variable under ``_trainable_variables`` when it is created and
+        # never moves it: ``layer.trainable = False`` only flips ``variable.trainable``.
+        return list(layer._trainable_variables)
+
+    def short_name(self, variable: Any) -> str:
+        return str(variable.name)
+
+
+class Keras2(Flavor):
+    name = "tf_keras"
+
+    def children(self, layer: Any) -> list[Any]:
+        return list(layer._flatten_layers(include_self=False, recursive=False))
+
+    def own_variables(self, layer: Any) -> list[Any]:
+        return _unique(list(layer._trainable_weights) + list(layer._non_trainable_weights))
+
+    def declared_trainable(self, layer: Any) -> list[Any]:
+        # tf_keras keeps created-trainable weights in ``_trainable_weights`` and filters
+        # them by the layer's flag only in the ``trainable_weights`` property.
+        return list(layer._trainable_weights)
+
+    def short_name(self, variable: Any) -> str:
+        # "outer/dense/kernel:0" -> "kernel"
+        return str(variable.name).rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+_KERAS3 = Keras3()
+_KERAS2 = Keras2()
+
+
+def flavor_of(obj: Any) -> Flavor | None:
+    """The flavour of Keras ``obj`` belongs to, or ``None`` if it is not a Keras layer."""
+    for cls in type(obj).__mro__:
+        if cls.__name__ != "Layer":
+            continue
+        if cls.__module__ == _KERAS3_LAYER_MODULE:
+            return _KERAS3
+        if cls.__module__ in _KERAS2_LAYER_MODULES:
+            return _KERAS2
+    return None
+
+
+def is_model(obj: Any) -> bool:
+    """Whether ``obj`` is a Keras ``Model`` (not only a ``Layer``) of either flavour."""
+    return any(
+        cls.__name__ == "Model" and cls.__module__.split(".", 1)[0] in ("keras", "tf_keras")
+        for cls in type(obj).__mro__
+    )
+
+
+def _unique(variables: Iterable[Any]) -> list[Any]:
+    seen: set[int] = set()
+    out = []
+    for v in variables:
+        if id(v) not in seen:
+            seen.add(id(v))
+            out.append(v)
+    return out

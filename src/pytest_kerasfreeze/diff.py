@@ -1,0 +1,328 @@
+"""Comparing two snapshots: :class:`WeightChange` per variable, :class:`WeightDiff` overall."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pytest_kerasfreeze.exceptions import FreezeAssertionError, LayerNotFoundError
+
+if TYPE_CHECKING:
+    from pytest_kerasfreeze.snapshot import Snapshot
+
+
+@dataclass(frozen=True)
+class WeightChange:
+    """What happened to one weight variable between two snapshots.
+
+    ``moved`` is ``not allclose(before, after, atol, rtol)``; ``max_abs_delta``,
+    ``rel_delta`` (‖after−before‖ / ‖before‖) and ``changed_fraction`` (share of
+    elements changed) say by how much; ``nonfinite`` that a finite value became NaN/Inf.
+    """
+
+    path: str
+    layer: str
+    owners: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: str
+    trainable: bool
+    declared_trainable: bool
+    moved: bool
+    max_abs_delta: float
+    rel_delta: float
+    changed_fraction: float
+    changed_elements: int
+    nonfinite: bool
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["owners"] = list(self.owners)
+        data["shape"] = list(self.shape)
+        for key in ("max_abs_delta", "rel_delta", "changed_fraction"):
+            data[key] = _json_float(data[key])
+        return data
+
+
+def _json_float(value: float) -> float | str:
+    # JSON has no NaN/Infinity: keep them readable as strings.
+    return value if math.isfinite(value) else str(value)
+
+
+def check_tolerances(atol: Any, rtol: Any) -> tuple[float, float]:
+    """Validate ``atol``/``rtol``: finite, non-negative numbers."""
+    out = []
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a number, got {value!r}") from None
+        if not math.isfinite(number) or number < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        out.append(number)
+    return out[0], out[1]
+
+
+def compare(before: np.ndarray, after: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
+    """The statistics of one weight's change; the numbers are only computed if it moved."""
+    if before.shape != after.shape:
+        return dict(
+            moved=True,
+            max_abs_delta=math.inf,
+            rel_delta=math.inf,
+            changed_fraction=1.0,
+            changed_elements=after.size,
+            nonfinite=False,
+        )
+    inexact = np.issubdtype(before.dtype, np.inexact) or before.dtype.kind == "V"
+    if atol == 0.0 and rtol == 0.0 and np.array_equal(before, after, equal_nan=inexact):
+        return dict(
+            moved=False,
+            max_abs_delta=0.0,
+            rel_delta=0.0,
+            changed_fraction=0.0,
+            changed_elements=0,
+            nonfinite=False,
+        )
+    b = before.astype(np.float64)
+    a = after.astype(np.float64)
+    close = np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
+    changed = int(close.size - np.count_nonzero(close))
+    if changed == 0:
+        return dict(
+            moved=False,
+            max_abs_delta=0.0,
+            rel_delta=0.0,
+            changed_fraction=0.0,
+            changed_elements=0,
+            nonfinite=False,
+        )
+    same_nan = np.isnan(a) & np.isnan(b)
+    with np.errstate(invalid="ignore", over="ignore"):
+        delta = np.where(same_nan, 0.0, np.abs(a - b))
+    delta = np.where(np.isnan(delta), math.inf, delta)  # inf-inf or finite -> NaN
+    norm_before = float(np.linalg.norm(np.where(np.isfinite(b), b, 0.0)))
+    finite = bool(np.all(np.isfinite(delta)))
+    norm_delta = float(np.sqrt(np.sum(np.square(delta)))) if finite else math.inf
+    if norm_before > 0:
+        rel = norm_delta / norm_before
+    else:
+        rel = math.inf if norm_delta > 0 else 0.0
+    return dict(
+        moved=True,
+        max_abs_delta=float(delta.max()),
+        rel_delta=rel,
+        changed_fraction=changed / close.size,
+        changed_elements=changed,
+        nonfinite=bool(np.any(np.isfinite(b) & ~np.isfinite(a))),
+    )
+
+
+class WeightDiff:
+    """The result of comparing two snapshots of the same weights of one model.
+
+    Example::
+
+        d = snapshot(model).diff(snapshot_after)
+        d.moved("head")            # WeightChange list of the head's weights that moved
+        d.by_submodel()["base"]    # (moved, total) for the sub-model "base"
+        print(d.report())
+    """
+
+    def __init__(
+        self,
+        before: Snapshot | None = None,
+        after: Snapshot | None = None,
+        *,
+        atol: float = 0.0,
+        rtol: float = 0.0,
+    ) -> None:
+        self.atol, self.rtol = check_tolerances(atol, rtol)
+        self._before = before
+        self._after: Snapshot | None = None
+        self._changes: list[WeightChange] = []
+        if after is not None:
+            self._fill(after)
+
+    # -- building ------------------------------------------------------------------
+    def _fill(self, after: Snapshot) -> None:
+        before = self._require_before()
+        if after.model is not before.model or [id(v) for v in after.variables] != [
+            id(v) for v in before.variables
+        ]:
+            raise ValueError(
+                "cannot compare snapshots of different weights: take both snapshots of "
+                "the same model with the same layers (or use before.retake())"
+            )
+        self._after = after
+        self._changes = self._compute(self.atol, self.rtol)
+
+    def _require_before(self) -> Snapshot:
+        if self._before is None:
+            raise ValueError("this WeightDiff has no 'before' snapshot")
+        return self._before
+
+    def _compute(self, atol: float, rtol: float) -> list[WeightChange]:
+        before, after = self._require_before(), self._filled()
+        index = before.index
+        out = []
+        rows = zip(before.variables, before.values, after.values, after.trainable, strict=True)
+        for var, b, a, trainable in rows:
+            info = index.info[id(var)]
+            out.append(
+                WeightChange(
+                    path=info.path,
+                    layer=info.layer,
+                    owners=tuple(info.owners),
+                    shape=tuple(int(n) for n in b.shape),
+                    dtype=str(b.dtype),
+                    trainable=trainable,
+                    declared_trainable=info.declared_trainable,
+                    **compare(b, a, atol, rtol),
+                )
+            )
+        return out
+
+    def _filled(self) -> Snapshot:
+        if self._after is None:
+            raise RuntimeError(
+                "this WeightDiff is still empty: it is filled when its watch() block exits"
+            )
+        return self._after
+
+    # -- reading -------------------------------------------------------------------
+    @property
+    def model_name(self) -> str:
+        return str(self._require_before().model.name)
+
+    @property
+    def changes(self) -> list[WeightChange]:
+        """Every watched weight, in the model's weight order."""
+        self._filled()
+        return list(self._changes)
+
+    def select(self, *layers: Any) -> list[WeightChange]:
+        """The changes of the weights held by ``layers`` (all watched weights if none)."""
+        self._filled()
+        if not layers:
+            return list(self._changes)
+        before = self._require_before()
+        wanted = {id(v) for v in before.index.select(layers)}
+        watched = {id(v) for v in before.variables}
+        if not wanted & watched:
+            names = _selection_text(layers)
+            raise LayerNotFoundError(
+                f"the weights of {names} were not watched by this diff; it watches "
+                f"{_selection_text(before.selectors)} of model {self.model_name!r}"
+            )
+        paths = {before.index.info[i].path for i in wanted & watched}
+        return [c for c in self._changes if c.path in paths]
+
+    def moved(self, *layers: Any) -> list[WeightChange]:
+        """The weights (of ``layers``, or all) that moved."""
+        return [c for c in self.select(*layers) if c.moved]
+
+    def unchanged(self, *layers: Any) -> list[WeightChange]:
+        """The weights (of ``layers``, or all) that did not move."""
+        return [c for c in self.select(*layers) if not c.moved]
+
+    def with_tolerance(self, atol: float, rtol: float) -> WeightDiff:
+        """The same comparison judged with other tolerances."""
+        atol, rtol = check_tolerances(atol, rtol)
+        if (atol, rtol) == (self.atol, self.rtol):
+            return self
+        return WeightDiff(self._before, self._filled(), atol=atol, rtol=rtol)
+
+    def by_submodel(self) -> dict[str, tuple[int, int]]:
+        """``{path: (moved, total)}`` for every sub-model and layer holding watched weights."""
+        self._filled()
+        before = self._require_before()
+        moved = {id(v) for v, c in zip(before.variables, self._changes, strict=True) if c.moved}
+        watched = {id(v) for v in before.variables}
+        counts: dict[str, tuple[int, int]] = {}
+        for node in before.index.nodes:
+            ids = {id(v) for v in before.index.flavor.weights(node.layer)} & watched
+            if ids:
+                counts[node.path] = (len(ids & moved), len(ids))
+        return counts
+
+    # -- checks --------------------------------------------------------------------
+    def assert_frozen(self, *layers: Any, atol: float = 0.0, rtol: float = 0.0) -> WeightDiff:
+        """Raise :class:`FreezeAssertionError` if a weight of ``layers`` (or any) moved."""
+        __tracebackhide__ = True
+        return self._check("frozen", layers, atol, rtol)
+
+    def assert_trains(self, *layers: Any, atol: float = 0.0, rtol: float = 0.0) -> WeightDiff:
+        """Raise :class:`FreezeAssertionError` unless every declared-trainable weight of
+        ``layers`` (or of all watched layers) moved."""
+        __tracebackhide__ = True
+        return self._check("trains", layers, atol, rtol)
+
+    def _check(self, expect: str, layers: Sequence[Any], atol: float, rtol: float) -> WeightDiff:
+        __tracebackhide__ = True
+        from pytest_kerasfreeze.report import Expectation, failure_message
+
+        judged = self.with_tolerance(atol, rtol)
+        selected = judged.select(*layers)
+        if expect == "frozen":
+            offending = [c for c in selected if c.moved]
+        else:
+            candidates = [c for c in selected if c.declared_trainable]
+            if not candidates:
+                raise ValueError(
+                    f"assert_trains: the layers selected ({_selection_text(layers)}) of model "
+                    f"{self.model_name!r} declare no trainable weights, so nothing can be "
+                    f"required to train. Select layers with kernels, biases, embeddings..."
+                )
+            offending = [c for c in candidates if not c.moved]
+        if offending:
+            expectation = Expectation(expect, tuple(layers), judged.atol, judged.rtol)
+            raise FreezeAssertionError(failure_message(judged, expectation, offending), diff=judged)
+        return judged
+
+    # -- output --------------------------------------------------------------------
+    def report(self) -> str:
+        """The human-readable report: what moved, by sub-model, with counts."""
+        from pytest_kerasfreeze.report import diff_report
+
+        return diff_report(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable form of the diff."""
+        changes = self.changes
+        return {
+            "model": self.model_name,
+            "atol": self.atol,
+            "rtol": self.rtol,
+            "moved": sum(c.moved for c in changes),
+            "total": len(changes),
+            "weights": [c.to_dict() for c in changes],
+            "by_submodel": {
+                path: {"moved": m, "total": t} for path, (m, t) in self.by_submodel().items()
+            },
+        }
+
+    def __str__(self) -> str:
+        return self.report()
+
+    def __repr__(self) -> str:
+        if self._after is None:
+            return "<WeightDiff (empty until its watch() block exits)>"
+        changes = self._changes
+        return (
+            f"<WeightDiff of model {self.model_name!r}: "
+            f"{sum(c.moved for c in changes)} of {len(changes)} weights moved>"
+        )
+
+
+def _selection_text(selectors: Sequence[Any]) -> str:
+    if not selectors:
+        return "all weights"
+    return ", ".join(repr(getattr(s, "name", s)) for s in selectors)
