@@ -61,8 +61,8 @@ class FreezeCheck:
         __tracebackhide__ = True
         result = before.diff(before.retake(), atol=self.atol, rtol=self.rtol)
         if self.expect == "frozen":
-            return result.assert_frozen(atol=self.atol, rtol=self.rtol)
-        return result.assert_trains(atol=self.atol, rtol=self.rtol)
+            return result.assert_frozen(*self.layers, atol=self.atol, rtol=self.rtol)
+        return result.assert_trains(*self.layers, atol=self.atol, rtol=self.rtol)
 
     def run_fit(self, x: Any, y: Any, fit_kwargs: dict[str, Any]) -> WeightDiff:
         """Snapshot, ``model.fit(x, y, verbose=0, **fit_kwargs)``, snapshot, judge."""

@@ -67,45 +67,56 @@ def _changed(change: WeightChange) -> str:
     return text
 
 
-def _table(changes: Sequence[WeightChange], indent: str = "    ") -> list[str]:
-    header = ("weight", "shape", "dtype", "max |Δ|", "rel Δ", "changed", "flag now")
-    rows = [
-        (
-            c.path,
-            str(c.shape),
-            c.dtype,
-            _num(c.max_abs_delta),
-            _num(c.rel_delta),
-            _changed(c),
-            "trainable" if c.trainable else "frozen",
-        )
-        for c in changes
-    ]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return [
-        indent + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in [header, *rows]
-    ]
+def _flag(change: WeightChange) -> str:
+    if not change.declared_trainable:
+        return "non-trainable"
+    return "trainable" if change.trainable else "frozen"
+
+
+_HEADER = ("weight", "shape", "dtype", "max |Δ|", "rel Δ", "changed", "flag now")
+
+
+def _row(c: WeightChange) -> tuple[str, ...]:
+    return (
+        c.path,
+        str(c.shape),
+        c.dtype,
+        _num(c.max_abs_delta),
+        _num(c.rel_delta),
+        _changed(c),
+        _flag(c),
+    )
 
 
 def _grouped_rows(diff: WeightDiff, changes: Sequence[WeightChange]) -> list[str]:
-    """Per top-level sub-model, a capped table of ``changes``."""
+    """One table of ``changes`` (capped), with a heading line per top-level sub-model."""
     groups: dict[str, list[WeightChange]] = {}
     for change in changes:
         groups.setdefault(_group(change, diff.model_name), []).append(change)
     counts = diff.by_submodel()
-    lines: list[str] = []
+    entries: list[str | tuple[str, ...]] = []  # a str is a heading, a tuple a table row
     budget = MAX_WEIGHT_ROWS
-    for name, members in groups.items():
-        moved, total = counts.get(name, _count(diff, name))
-        lines.append(f"  {name}: {moved} of {total} weights moved")
-        shown = members[: max(budget, 0)]
+    names = list(groups)
+    for i, name in enumerate(names):
+        members = groups[name]
+        if budget <= 0:
+            rest = sum(len(groups[n]) for n in names[i:])
+            entries.append(f"  ... and {rest} more weights in {len(names) - i} more sub-models")
+            break
+        moved, total = counts[name] if name in counts else _count(diff, name)
+        entries.append(f"  {name}: {moved} of {total} weights moved")
+        shown = members[:budget]
         budget -= len(shown)
-        if shown:
-            lines.extend(_table(shown))
+        entries.extend(_row(c) for c in shown)
         if len(members) > len(shown):
-            lines.append(f"    ... and {len(members) - len(shown)} more weights of {name}")
-    return lines
+            entries.append(f"    ... and {len(members) - len(shown)} more weights of {name}")
+    rows = [e for e in entries if isinstance(e, tuple)]
+    widths = [max(len(r[i]) for r in [_HEADER, *rows]) for i in range(len(_HEADER))]
+
+    def fmt(row: tuple[str, ...]) -> str:
+        return "    " + "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+
+    return [fmt(_HEADER)] + [fmt(e) if isinstance(e, tuple) else e for e in entries]
 
 
 def _count(diff: WeightDiff, group: str) -> tuple[int, int]:

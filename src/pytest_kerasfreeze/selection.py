@@ -205,7 +205,7 @@ class ModelIndex:
 
     def _suggest(self, text: str) -> str:
         candidates = sorted({n.name for n in self.nodes} | set(self.paths()))
-        close = difflib.get_close_matches(text, candidates, n=3, cutoff=0.5)
+        close = difflib.get_close_matches(text, candidates, n=3, cutoff=0.6)
         if not close:
             return ""
         return " Did you mean " + " or ".join(repr(c) for c in close) + "?"

@@ -1,0 +1,81 @@
+"""Small real Keras models shared by the tests (no mocks: these are trained for real)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
+    import tf_keras as keras
+else:
+    import keras
+
+BACKEND = "tensorflow" if os.environ.get("TF_USE_LEGACY_KERAS") == "1" else keras.backend.backend()
+LEGACY = os.environ.get("TF_USE_LEGACY_KERAS") == "1"
+
+
+def data(n: int = 32, in_dim: int = 4, out_dim: int = 1, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return (
+        rng.normal(size=(n, in_dim)).astype("float32"),
+        rng.normal(size=(n, out_dim)).astype("float32"),
+    )
+
+
+def compile_(model, lr: float = 0.01, optimizer: str = "adam"):
+    opt = keras.optimizers.Adam(lr) if optimizer == "adam" else keras.optimizers.SGD(lr)
+    kwargs = {} if LEGACY else {"jit_compile": False}
+    model.compile(optimizer=opt, loss="mse", **kwargs)
+    return model
+
+
+def seed_containers(freeze_fixed: bool = True):
+    """The old Keras ``Container`` memo: two Functional containers sharing two Dense layers.
+
+    Returns ``(model_fixed, model_normal, fixed, normal)``; ``FixedContainer`` is set
+    ``trainable=False`` before either outer model is compiled.
+    """
+    inp = keras.Input((4,), name="container_in")
+    hidden = keras.layers.Dense(8, activation="tanh", name="shared_1")(inp)
+    out = keras.layers.Dense(4, name="shared_2")(hidden)
+    fixed = keras.Model(inp, out, name="FixedContainer")
+    normal = keras.Model(inp, out, name="NormalContainer")
+    if freeze_fixed:
+        fixed.trainable = False
+    x1 = keras.Input((4,), name="fixed_in")
+    model_fixed = keras.Model(x1, keras.layers.Dense(1, name="head")(fixed(x1)), name="model_fixed")
+    x2 = keras.Input((4,), name="normal_in")
+    model_normal = keras.Model(
+        x2, keras.layers.Dense(1, name="head")(normal(x2)), name="model_normal"
+    )
+    return compile_(model_fixed), compile_(model_normal), fixed, normal
+
+
+def base_and_head(freeze_base: bool = True, name: str = "classifier"):
+    """A transfer-learning shape: a ``base`` with BatchNormalization, then a ``head``."""
+    base = keras.Sequential(
+        [
+            keras.Input((4,)),
+            keras.layers.Dense(8, name="base_dense"),
+            keras.layers.BatchNormalization(name="base_bn"),
+            keras.layers.Activation("relu", name="base_relu"),
+        ],
+        name="base",
+    )
+    if freeze_base:
+        base.trainable = False
+    inp = keras.Input((4,), name="images")
+    x = base(inp, training=False)
+    x = keras.layers.Dropout(0.1, name="drop")(x)
+    out = keras.layers.Dense(1, name="head")(x)
+    return compile_(keras.Model(inp, out, name=name)), base
+
+
+def two_twins():
+    """Two different sub-models that each hold a layer called ``proj``."""
+    inp = keras.Input((4,))
+    a = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="proj")], name="left")
+    b = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="proj")], name="right")
+    out = keras.layers.Concatenate(name="join")([a(inp), b(inp)])
+    return compile_(keras.Model(inp, keras.layers.Dense(1, name="head")(out), name="twins"))
