@@ -79,3 +79,39 @@ def two_twins():
     b = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="proj")], name="right")
     out = keras.layers.Concatenate(name="join")([a(inp), b(inp)])
     return compile_(keras.Model(inp, keras.layers.Dense(1, name="head")(out), name="twins"))
+
+
+def custom_train_step(model, optimizer, x, y):
+    """One hand-written training step (no fit/train_on_batch), in the backend's own idiom."""
+    if BACKEND == "jax":
+        import jax
+
+        def loss_fn(trainable, non_trainable):
+            pred, non_trainable = model.stateless_call(trainable, non_trainable, x, training=True)
+            return keras.ops.mean(keras.ops.square(pred - y)), non_trainable
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+        (_, non_trainable), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            trainable, non_trainable
+        )
+        optimizer.apply(grads, model.trainable_variables)
+        for var, value in zip(model.non_trainable_variables, non_trainable, strict=True):
+            var.assign(value)
+    elif BACKEND == "torch":
+        import torch
+
+        pred = model(torch.as_tensor(x), training=True)
+        loss = torch.mean((pred - torch.as_tensor(y)) ** 2)
+        model.zero_grad()
+        loss.backward()
+        grads = [v.value.grad for v in model.trainable_variables]
+        with torch.no_grad():
+            optimizer.apply(grads, model.trainable_variables)
+    else:
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(model(x, training=True) - y))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
