@@ -2,6 +2,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import textwrap  # noqa: E402
+
 import pytest  # noqa: E402
 
 from kmodels import keras  # noqa: E402
@@ -12,3 +14,37 @@ def _seeded():
     keras.utils.set_random_seed(1234)
     yield
     keras.backend.clear_session()
+
+
+MODEL_SRC = textwrap.dedent(
+    """
+    import os
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import numpy as np
+    if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
+        import tf_keras as keras
+    else:
+        import keras
+
+    def make_model():
+        base = keras.Sequential(
+            [keras.Input((3,)), keras.layers.Dense(4, name="base_dense")], name="base"
+        )
+        base.trainable = False
+        inp = keras.Input((3,))
+        model = keras.Model(inp, keras.layers.Dense(1, name="head")(base(inp)), name="clf")
+        model.compile(optimizer="sgd", loss="mse")
+        return model
+
+    X = np.ones((8, 3), "float32")
+    Y = np.zeros((8, 1), "float32")
+    """
+)
+
+
+@pytest.fixture
+def user_project(pytester):
+    """A pytester project with ``usermodels.make_model()``: a frozen ``base`` + ``head``."""
+    pytester.makepyfile(usermodels=MODEL_SRC)
+    pytester.syspathinsert()
+    return pytester

@@ -1,41 +1,8 @@
 """The plugin as users run it: pytester sessions (fixture, loading, markers)."""
 
 import sys
-import textwrap
 
 import pytest
-
-MODEL_SRC = textwrap.dedent(
-    """
-    import os
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import numpy as np
-    if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
-        import tf_keras as keras
-    else:
-        import keras
-
-    def make_model():
-        base = keras.Sequential(
-            [keras.Input((3,)), keras.layers.Dense(4, name="base_dense")], name="base"
-        )
-        base.trainable = False
-        inp = keras.Input((3,))
-        model = keras.Model(inp, keras.layers.Dense(1, name="head")(base(inp)), name="clf")
-        model.compile(optimizer="sgd", loss="mse")
-        return model
-
-    X = np.ones((8, 3), "float32")
-    Y = np.zeros((8, 1), "float32")
-    """
-)
-
-
-@pytest.fixture
-def user_project(pytester):
-    pytester.makepyfile(usermodels=MODEL_SRC)
-    pytester.syspathinsert()
-    return pytester
 
 
 def test_weight_tracker_fixture_in_a_user_suite(user_project):

@@ -60,9 +60,9 @@ class FreezeCheck:
     def _judge(self, before: Snapshot) -> WeightDiff:
         __tracebackhide__ = True
         result = before.diff(before.retake(), atol=self.atol, rtol=self.rtol)
-        if self.expect == "frozen":
-            return result.assert_frozen(*self.layers, atol=self.atol, rtol=self.rtol)
-        return result.assert_trains(*self.layers, atol=self.atol, rtol=self.rtol)
+        return result.check(
+            self.expect, self.layers, self.atol, self.rtol, source=f"assert_{self.expect}"
+        )
 
     def run_fit(self, x: Any, y: Any, fit_kwargs: dict[str, Any]) -> WeightDiff:
         """Snapshot, ``model.fit(x, y, verbose=0, **fit_kwargs)``, snapshot, judge."""

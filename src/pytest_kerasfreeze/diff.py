@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pytest_kerasfreeze import checklog
 from pytest_kerasfreeze.exceptions import FreezeAssertionError, LayerNotFoundError
 
 if TYPE_CHECKING:
@@ -257,15 +258,30 @@ class WeightDiff:
     def assert_frozen(self, *layers: Any, atol: float = 0.0, rtol: float = 0.0) -> WeightDiff:
         """Raise :class:`FreezeAssertionError` if a weight of ``layers`` (or any) moved."""
         __tracebackhide__ = True
-        return self._check("frozen", layers, atol, rtol)
+        return self.check("frozen", layers, atol, rtol, source="WeightDiff.assert_frozen")
 
     def assert_trains(self, *layers: Any, atol: float = 0.0, rtol: float = 0.0) -> WeightDiff:
         """Raise :class:`FreezeAssertionError` unless every declared-trainable weight of
         ``layers`` (or of all watched layers) moved."""
         __tracebackhide__ = True
-        return self._check("trains", layers, atol, rtol)
+        return self.check("trains", layers, atol, rtol, source="WeightDiff.assert_trains")
 
-    def _check(self, expect: str, layers: Sequence[Any], atol: float, rtol: float) -> WeightDiff:
+    def check(
+        self,
+        expect: str,
+        layers: Sequence[Any],
+        atol: float,
+        rtol: float,
+        *,
+        source: str,
+        call: str | None = None,
+    ) -> WeightDiff:
+        """Judge ``expect`` ("frozen" or "trains") on ``layers``; note it in the test's log.
+
+        ``source`` names the check in messages and reports (``assert_frozen``, a marker),
+        ``call`` the training call it judged (``"clf.fit()"``).  Returns the diff judged
+        with the given tolerances; raises :class:`FreezeAssertionError` on failure.
+        """
         __tracebackhide__ = True
         from pytest_kerasfreeze.report import Expectation, failure_message
 
@@ -277,14 +293,19 @@ class WeightDiff:
             candidates = [c for c in selected if c.declared_trainable]
             if not candidates:
                 raise ValueError(
-                    f"assert_trains: the layers selected ({_selection_text(layers)}) of model "
+                    f"{source}: the layers selected ({_selection_text(layers)}) of model "
                     f"{self.model_name!r} declare no trainable weights, so nothing can be "
                     f"required to train. Select layers with kernels, biases, embeddings..."
                 )
             offending = [c for c in candidates if not c.moved]
+        message = None
         if offending:
+            title = f"{source} failed" + (f" on {call}" if call else "")
             expectation = Expectation(expect, tuple(layers), judged.atol, judged.rtol)
-            raise FreezeAssertionError(failure_message(judged, expectation, offending), diff=judged)
+            message = failure_message(judged, expectation, offending, title)
+        checklog.note_check(source, expect, judged, layers, message, call)
+        if message is not None:
+            raise FreezeAssertionError(message, diff=judged)
         return judged
 
     # -- output --------------------------------------------------------------------

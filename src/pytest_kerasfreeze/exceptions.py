@@ -28,5 +28,9 @@ class LayerNotFoundError(LookupError):
     """A layer selector matched nothing, matched two different layers, or was empty."""
 
 
-class CompileOrderWarning(UserWarning):
+class KerasFreezeWarning(UserWarning):
+    """Base class of the warnings of pytest-kerasfreeze."""
+
+
+class CompileOrderWarning(KerasFreezeWarning):
     """``trainable`` flags changed after ``compile()``: what trains depends on the Keras."""

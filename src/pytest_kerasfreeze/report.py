@@ -160,16 +160,14 @@ def diff_report(diff: WeightDiff) -> str:
 
 
 def failure_message(
-    diff: WeightDiff, expectation: Expectation, offending: Sequence[WeightChange]
+    diff: WeightDiff, expectation: Expectation, offending: Sequence[WeightChange], title: str
 ) -> str:
     """The message of a failed check: expectation, offenders by sub-model, the rest."""
     selected = diff.select(*expectation.layers)
     if expectation.kind == "frozen":
         verb, pool = "moved", selected
-        title = "assert_frozen failed"
     else:
         verb, pool = "did not move", [c for c in selected if c.declared_trainable]
-        title = "assert_trains failed"
     share = len(offending) / len(pool)
     kind = "weights" if expectation.kind == "frozen" else "declared-trainable weights"
     lines = [

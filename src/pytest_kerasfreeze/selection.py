@@ -145,15 +145,21 @@ class ModelIndex:
                 chosen.update(id(v) for v in self.flavor.weights(layer))
         return [v for v in self.variables if id(v) in chosen]
 
-    def resolve(self, selector: Any) -> list[Any]:
-        """The layer objects one selector names (several for a glob)."""
+    def resolve(self, selector: Any, missing_ok: bool = False) -> list[Any]:
+        """The layer objects one selector names (several for a glob).
+
+        With ``missing_ok``, a selector that matches nothing gives ``[]`` instead of
+        :class:`LayerNotFoundError` (an ambiguous name still raises).
+        """
         if isinstance(selector, str):
-            return self._resolve_text(selector)
+            return self._resolve_text(selector, missing_ok)
         if flavor_of(selector) is not None:
             if selector is self.model:
                 return [self.model]
             if id(selector) in self._paths_by_layer:
                 return [selector]
+            if missing_ok:
+                return []
             raise LayerNotFoundError(
                 f"layer {selector.name!r} ({type(selector).__name__}) is not part of model "
                 f"{self.model.name!r}. Pass a layer of this model, or its name or path."
@@ -164,7 +170,7 @@ class ModelIndex:
             f"a Layer/Model object of the model; got {describe(selector)}"
         )
 
-    def _resolve_text(self, selector: str) -> list[Any]:
+    def _resolve_text(self, selector: str, missing_ok: bool) -> list[Any]:
         text = selector.strip().strip("/")
         if not text:
             raise LayerNotFoundError(
@@ -197,6 +203,8 @@ class ModelIndex:
                     f"Select one by its path (e.g. {nodes[0].path!r})."
                 )
         if not nodes:
+            if missing_ok:
+                return []
             raise LayerNotFoundError(
                 f"no layer of model {self.model.name!r} matches the {kind} {selector!r}."
                 f"{self._suggest(text)}{self._listing()}"

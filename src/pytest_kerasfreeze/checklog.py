@@ -1,0 +1,93 @@
+"""The log of checks made during one test, reachable from anywhere while it runs.
+
+The plugin makes a :class:`CheckLog` current for each test; every check — a marker's,
+``assert_frozen``/``assert_trains``, ``WeightDiff.assert_*`` — and every recorded
+training call adds a JSON-ready entry to it, which the terminal and JSON reports read.
+Outside a test (a plain script) there is no current log and nothing is noted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextvars import ContextVar, Token
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_kerasfreeze.diff import WeightDiff
+
+_CURRENT: ContextVar[CheckLog | None] = ContextVar("kerasfreeze_checklog", default=None)
+
+
+def selector_text(selectors: Sequence[Any]) -> str:
+    """``'base', 'head'`` — how selectors are shown in labels and messages."""
+    return ", ".join(repr(getattr(s, "name", s)) for s in selectors)
+
+
+class CheckLog:
+    """Checks and training records of one test, as plain JSON-ready dicts."""
+
+    def __init__(self) -> None:
+        self.checks: list[dict[str, Any]] = []
+        self.records: list[dict[str, Any]] = []
+        self.findings: list[dict[str, Any]] = []
+
+    def make_current(self) -> Token[CheckLog | None]:
+        return _CURRENT.set(self)
+
+    @staticmethod
+    def reset(token: Token[CheckLog | None]) -> None:
+        _CURRENT.reset(token)
+
+    def has_data(self) -> bool:
+        return bool(self.checks or self.records or self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"checks": self.checks, "records": self.records, "findings": self.findings}
+
+
+def current() -> CheckLog | None:
+    return _CURRENT.get()
+
+
+def counts(diff: WeightDiff, layers: Sequence[Any] = ()) -> dict[str, Any]:
+    """Moved/total of the weights of ``layers`` (all if none), and every sub-model's."""
+    changes = diff.select(*layers)
+    return {
+        "moved": sum(c.moved for c in changes),
+        "total": len(changes),
+        "by_submodel": {p: [m, t] for p, (m, t) in diff.by_submodel().items()},
+    }
+
+
+def note_check(
+    source: str,
+    expect: str,
+    diff: WeightDiff,
+    layers: Sequence[Any],
+    failure: str | None,
+    call: str | None = None,
+) -> None:
+    """Add one check's outcome to the current log, if a test is running."""
+    log = current()
+    if log is None:
+        return
+    if source.startswith("@pytest.mark."):
+        kind, label = "marker", source
+    else:
+        kind = "helper" if source.startswith("assert_") else "diff"
+        label = f"{source}({selector_text(layers)})"
+    log.checks.append(
+        {
+            "source": kind,
+            "check": label,
+            "expect": expect,
+            "model": diff.model_name,
+            "call": call,
+            "layers": [str(getattr(s, "name", s)) for s in layers] or ["<whole model>"],
+            "atol": diff.atol,
+            "rtol": diff.rtol,
+            "passed": failure is None,
+            **counts(diff, layers),
+            "failure": failure,
+        }
+    )

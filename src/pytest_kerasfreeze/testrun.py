@@ -1,0 +1,168 @@
+"""One test's run: its markers, its ``weight_tracker``, and every training call it made."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextvars import Token
+from dataclasses import dataclass, field
+from typing import Any
+
+from pytest_kerasfreeze.checklog import CheckLog, counts, selector_text
+from pytest_kerasfreeze.compat import flavor_of
+from pytest_kerasfreeze.exceptions import FreezeAssertionError
+from pytest_kerasfreeze.interception import Interception
+from pytest_kerasfreeze.markers import MarkerSpec
+from pytest_kerasfreeze.selection import ModelIndex
+from pytest_kerasfreeze.snapshot import Snapshot
+from pytest_kerasfreeze.tracker import TrainingRecord, WeightTracker
+
+_MAX_PATHS = 15
+
+
+@dataclass
+class TrainedModel:
+    """A model trained during the test, for the strict-marker message."""
+
+    name: str
+    calls: dict[str, int] = field(default_factory=dict)
+    paths: list[str] = field(default_factory=list)
+    unbuilt_calls: int = 0
+
+    def describe(self) -> str:
+        calls = ", ".join(f"{m} ×{n}" for m, n in self.calls.items())
+        if not self.paths:
+            return (
+                f"  {self.name!r} ({calls}): not built when training started, so its weights "
+                f"could not be snapshotted; build it first (model.build(input_shape), or "
+                f"call it on one batch)"
+            )
+        shown = ", ".join(self.paths[:_MAX_PATHS])
+        more = len(self.paths) - _MAX_PATHS
+        return f"  {self.name!r} ({calls}): layers {shown}" + (
+            f", ... {more} more" if more > 0 else ""
+        )
+
+
+class TestRun(CheckLog):
+    """What the plugin does for one test: markers checked on every training call,
+    records for the fixture, and a log of every check for the reports."""
+
+    __test__ = False  # not a test class, whatever pytest thinks of the name
+
+    def __init__(self, markers: list[MarkerSpec] | None = None) -> None:
+        super().__init__()
+        self.markers = list(markers or [])
+        self.tracker: WeightTracker | None = None
+        self.trained: dict[int, TrainedModel] = {}
+        self.interception = Interception(self.around_training)
+        self._in_call: set[int] = set()
+        self._token: Token[CheckLog | None] | None = None
+
+    # -- life cycle ----------------------------------------------------------------
+    def start(self) -> None:
+        """Become the current log; observe training if a marker asks for it."""
+        self._token = self.make_current()
+        if self.markers:
+            self.interception.install()
+
+    def attach_tracker(self, tracker: WeightTracker) -> None:
+        self.tracker = tracker
+        self.interception.install()
+
+    def finish(self) -> None:
+        """Undo every patch and stop being the current log (called in a ``finally``)."""
+        try:
+            self.interception.uninstall()
+        finally:
+            if self._token is not None:
+                self.reset(self._token)
+                self._token = None
+
+    # -- the training calls --------------------------------------------------------
+    def around_training(self, model: Any, method: str, call: Callable[[], Any]) -> Any:
+        __tracebackhide__ = True
+        if id(model) in self._in_call:  # fit() inside fit() of the same model
+            return call()
+        flavor = flavor_of(model)
+        entry = self.trained.setdefault(id(model), TrainedModel(str(model.name)))
+        entry.calls[method] = entry.calls.get(method, 0) + 1
+        if flavor is None or not flavor.is_built(model) or not flavor.weights(model):
+            entry.unbuilt_calls += 1
+            return self._run(model, call)
+        index = ModelIndex(model, flavor)
+        entry.paths = index.paths()
+        plans = self._plans(index)  # may raise for an ambiguous selector: before training
+        if not plans and self.tracker is None:
+            return self._run(model, call)
+        if self.tracker is not None:
+            variables = index.variables
+        else:
+            variables = index.select([s for _, selected in plans for s in selected])
+        before = Snapshot(index, variables)
+        result = self._run(model, call)
+        diff = before.diff(before.retake())
+        where = f"{model.name}.{method}()"
+        if self.tracker is not None:
+            self.tracker.records.append(TrainingRecord(str(model.name), method, diff))
+            self.records.append({"model": str(model.name), "method": method, **counts(diff)})
+        failures = []
+        for spec, selected in plans:
+            spec.checks += 1
+            try:
+                diff.check(spec.kind, selected, spec.atol, spec.rtol, source=spec.label, call=where)
+            except FreezeAssertionError as err:
+                failures.append(err)
+        if failures:
+            raise FreezeAssertionError("\n\n".join(str(f) for f in failures), diff=failures[0].diff)
+        return result
+
+    def _run(self, model: Any, call: Callable[[], Any]) -> Any:
+        __tracebackhide__ = True
+        self._in_call.add(id(model))
+        try:
+            return call()
+        finally:
+            self._in_call.discard(id(model))
+
+    def _plans(self, index: ModelIndex) -> list[tuple[MarkerSpec, list[Any]]]:
+        """For each marker, the selectors that select weights of this model."""
+        plans = []
+        for spec in self.markers:
+            selected = []
+            for i, selector in enumerate(spec.layers):
+                layers = index.resolve(selector, missing_ok=True)
+                if any(index.flavor.weights(layer) for layer in layers):
+                    selected.append(selector)
+                    spec.matched.add(i)
+            if selected:
+                plans.append((spec, selected))
+        return plans
+
+    # -- the end of the test -------------------------------------------------------
+    def strict_failures(self) -> list[str]:
+        """Messages for markers that checked nothing during the test."""
+        failures = []
+        for spec in self.markers:
+            if spec.checks:
+                continue
+            if self.trained:
+                trained = "Models trained in this test:\n" + "\n".join(
+                    m.describe() for m in self.trained.values()
+                )
+            else:
+                trained = "No model was trained in this test: no fit() or train_on_batch() ran."
+            failures.append(
+                f"{spec.label} checked nothing: no model trained in this test holds a layer "
+                f"with weights matching {selector_text(spec.layers)}.\n{trained}\n"
+                f"Fix the layer names of the marker, or train the model it is meant for."
+            )
+        return failures
+
+    def partly_matched(self) -> list[str]:
+        """Messages for selectors of a marker that matched while others did not."""
+        return [
+            f"{spec.label}: {selector_text(spec.unmatched())} matched no layer of any "
+            f"model trained in this test"
+            for spec in self.markers
+            if spec.checks and spec.unmatched()
+        ]
