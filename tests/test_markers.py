@@ -165,26 +165,73 @@ def test_module_marker_alone():
     ]
 
 
-def test_failing_marked_test_then_unmarked_test_is_not_checked(user_project):
+HYGIENE_CONFTEST = """
+import keras
+import pytest
+
+ORIGINALS = {
+    (cls, name): cls.__dict__[name]
+    for cls in (*keras.Model.__mro__, *keras.layers.Layer.__mro__)
+    for name in ("fit", "train_on_batch", "compile", "trainable")
+    if name in cls.__dict__
+}
+
+def patched():
+    return sorted(
+        f"{cls.__name__}.{name}"
+        for (cls, name), original in ORIGINALS.items()
+        if cls.__dict__.get(name) is not original
+    )
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item):
+    # outermost wrapper: the plugin has undone its patches when this resumes
+    result = yield
+    assert patched() == [], f"left patched after {item.name}: {patched()}"
+    return result
+"""
+
+
+@pytest.mark.parametrize("trap", ["warn", "ignore"])
+def test_failing_marked_test_then_unmarked_test_is_not_checked(user_project, trap):
+    user_project.makeconftest(HYGIENE_CONFTEST)
     result = run(
         user_project,
         """
-from pytest_kerasfreeze import snapshot
+from conftest import patched
 
 @pytest.mark.frozen("head")
 def test_marked_fails():
+    assert patched() == [
+        "Layer.trainable",
+        "TensorFlowTrainer.fit",
+        "TensorFlowTrainer.train_on_batch",
+        "Trainer.compile",
+    ]
     make_model().fit(X, Y, verbose=0)
 
 def test_unmarked_is_free():
-    for cls in keras.Model.__mro__:
-        for name in ("fit", "train_on_batch"):
-            method = cls.__dict__.get(name)
-            assert not hasattr(method, "__kerasfreeze_original__"), (cls, name)
+    # with the trap check on, training is observed lightly (no snapshot); with
+    # --kerasfreeze-trap=ignore, not at all
+    assert bool(patched()) is (TRAP != "ignore")
     model = make_model()
     model.fit(X, Y, verbose=0)  # head moves: nobody objects
-""",
+""".replace("TRAP", repr(trap)).replace("TensorFlowTrainer", f"{keras_trainer_name()}"),
+        f"--kerasfreeze-trap={trap}",
+        "-p",
+        "no:randomly",
     )
     result.assert_outcomes(passed=1, failed=1)
+
+
+def keras_trainer_name():
+    from kmodels import BACKEND, LEGACY
+
+    if LEGACY:
+        return "Model"
+    return {"tensorflow": "TensorFlowTrainer", "jax": "JAXTrainer", "torch": "TorchTrainer"}[
+        BACKEND
+    ]
 
 
 def test_tests_without_marker_or_fixture_take_no_snapshot(user_project):

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
+from pytest_kerasfreeze import checklog
 from pytest_kerasfreeze.diff import WeightDiff, check_tolerances
 from pytest_kerasfreeze.snapshot import Snapshot, select_weights
 
@@ -36,9 +37,12 @@ class FreezeCheck:
                 f"with kernels, biases, embeddings or BatchNormalization gamma/beta."
             )
         self._before: Snapshot | None = None
+        self._findings_mark = 0
         self.diff: WeightDiff | None = None
 
     def _snapshot(self) -> Snapshot:
+        log = checklog.current()
+        self._findings_mark = len(log.diagnosed) if log is not None else 0
         return Snapshot(self._index, self._variables, self.layers)
 
     def __enter__(self) -> FreezeCheck:
@@ -60,8 +64,16 @@ class FreezeCheck:
     def _judge(self, before: Snapshot) -> WeightDiff:
         __tracebackhide__ = True
         result = before.diff(before.retake(), atol=self.atol, rtol=self.rtol)
+        log = checklog.current()
+        # what the diagnosis found on the training calls made on this model meanwhile
+        found = log.findings_for(self.model, self._findings_mark) if log is not None else []
         return result.check(
-            self.expect, self.layers, self.atol, self.rtol, source=f"assert_{self.expect}"
+            self.expect,
+            self.layers,
+            self.atol,
+            self.rtol,
+            source=f"assert_{self.expect}",
+            findings=found,
         )
 
     def run_fit(self, x: Any, y: Any, fit_kwargs: dict[str, Any]) -> WeightDiff:

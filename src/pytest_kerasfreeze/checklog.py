@@ -13,7 +13,9 @@ from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pytest_kerasfreeze.diagnosis import Finding
     from pytest_kerasfreeze.diff import WeightDiff
+    from pytest_kerasfreeze.provenance import Provenance
 
 _CURRENT: ContextVar[CheckLog | None] = ContextVar("kerasfreeze_checklog", default=None)
 
@@ -30,6 +32,22 @@ class CheckLog:
         self.checks: list[dict[str, Any]] = []
         self.records: list[dict[str, Any]] = []
         self.findings: list[dict[str, Any]] = []
+        # (id of the model, finding) in the order found, for the checks that follow
+        self.diagnosed: list[tuple[int, Finding]] = []
+        self.provenance: Provenance | None = None
+
+    def add_finding(self, model: Any, finding: Finding) -> None:
+        self.diagnosed.append((id(model), finding))
+        entry = finding.to_dict()
+        if not any(
+            (f["kind"], f["model"], f["summary"])
+            == (entry["kind"], entry["model"], entry["summary"])
+            for f in self.findings
+        ):
+            self.findings.append(entry)
+
+    def findings_for(self, model: Any, since: int = 0) -> list[Finding]:
+        return [f for model_id, f in self.diagnosed[since:] if model_id == id(model)]
 
     def make_current(self) -> Token[CheckLog | None]:
         return _CURRENT.set(self)

@@ -129,3 +129,80 @@ def _unique(variables: Iterable[Any]) -> list[Any]:
             seen.add(id(v))
             out.append(v)
     return out
+
+
+# -- how each Keras treats a changed ``trainable`` flag ------------------------------
+# Measured on Keras 3.15.1 (TensorFlow, JAX, PyTorch backends) and tf_keras 2.21, CPU;
+# examples/test_trap_matrix.py measures it again on whatever it runs on.
+# Keys: (runtime, phase, direction); phase "after-compile" = changed after compile()
+# but before the train function was built, "after-build" = changed after it was built
+# (by the first fit()/train_on_batch()); direction "freeze" or "unfreeze".
+# Values: (outcome, what happens) with outcome "honoured", "ignored" or "raises".
+TRAP_SEMANTICS: dict[tuple[str, str, str], tuple[str, str]] = {}
+for _direction in ("freeze", "unfreeze"):
+    TRAP_SEMANTICS.update(
+        {
+            ("tf_keras", "after-compile", _direction): (
+                "ignored",
+                "ignored: the flags at compile() rule until the next compile()",
+            ),
+            ("tf_keras", "after-build", _direction): (
+                "ignored",
+                "ignored until the next compile(): the flags at compile() rule",
+            ),
+            ("tensorflow", "after-compile", _direction): (
+                "honoured",
+                "honoured: the flags at the first fit()/train_on_batch() rule",
+            ),
+            ("tensorflow", "after-build", _direction): (
+                "ignored",
+                "ignored until the next compile(): the train function built by the first "
+                "fit() keeps training the variables it was built with",
+            ),
+            ("jax", "after-compile", _direction): (
+                "honoured",
+                "honoured: the flags at the first fit()/train_on_batch() rule",
+            ),
+            ("jax", "after-build", _direction): (
+                "raises",
+                "fit() raises an optimizer ValueError: the optimizer state was built for "
+                "the variables trainable at the first fit()",
+            ),
+            ("torch", "after-compile", _direction): (
+                "honoured",
+                "honoured: the flags at the first fit()/train_on_batch() rule",
+            ),
+        }
+    )
+TRAP_SEMANTICS[("torch", "after-build", "freeze")] = (
+    "honoured",
+    "honoured for freezing: the frozen variables get no gradient",
+)
+TRAP_SEMANTICS[("torch", "after-build", "unfreeze")] = (
+    "raises",
+    "unfreezing raises: the optimizer does not know the newly trainable variables",
+)
+
+RUNTIME_LABELS = {
+    "tf_keras": "Keras 2 (tf_keras)",
+    "tensorflow": "Keras 3 on TensorFlow",
+    "jax": "Keras 3 on JAX",
+    "torch": "Keras 3 on PyTorch",
+}
+
+
+def runtime_of(model: Any) -> str:
+    """Which Keras runs ``model``: "tf_keras", or the Keras 3 backend's name."""
+    flavor = flavor_of(model)
+    if flavor is None or flavor.name == "tf_keras":
+        return "tf_keras"
+    import keras  # already imported: the model is a Keras 3 model
+
+    return str(keras.backend.backend())
+
+
+def keras_version(runtime: str) -> str:
+    import importlib
+
+    module = importlib.import_module("tf_keras" if runtime == "tf_keras" else "keras")
+    return str(getattr(module, "__version__", "?"))

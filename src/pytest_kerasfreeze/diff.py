@@ -204,6 +204,11 @@ class WeightDiff:
         return str(self._require_before().model.name)
 
     @property
+    def before_trainable(self) -> list[bool]:
+        """The trainable flag of each watched weight when the 'before' snapshot was taken."""
+        return list(self._require_before().trainable)
+
+    @property
     def changes(self) -> list[WeightChange]:
         """Every watched weight, in the model's weight order."""
         self._filled()
@@ -275,12 +280,14 @@ class WeightDiff:
         *,
         source: str,
         call: str | None = None,
+        findings: Sequence[Any] = (),
     ) -> WeightDiff:
         """Judge ``expect`` ("frozen" or "trains") on ``layers``; note it in the test's log.
 
         ``source`` names the check in messages and reports (``assert_frozen``, a marker),
-        ``call`` the training call it judged (``"clf.fit()"``).  Returns the diff judged
-        with the given tolerances; raises :class:`FreezeAssertionError` on failure.
+        ``call`` the training call it judged (``"clf.fit()"``), ``findings`` what the
+        diagnosis already found about it.  Returns the diff judged with the given
+        tolerances; raises :class:`FreezeAssertionError` (with the diagnosis) on failure.
         """
         __tracebackhide__ = True
         from pytest_kerasfreeze.report import Expectation, failure_message
@@ -300,13 +307,24 @@ class WeightDiff:
             offending = [c for c in candidates if not c.moved]
         message = None
         if offending:
+            diagnosis = judged.diagnose(findings)
             title = f"{source} failed" + (f" on {call}" if call else "")
             expectation = Expectation(expect, tuple(layers), judged.atol, judged.rtol)
-            message = failure_message(judged, expectation, offending, title)
+            message = failure_message(judged, expectation, offending, title, diagnosis)
         checklog.note_check(source, expect, judged, layers, message, call)
         if message is not None:
-            raise FreezeAssertionError(message, diff=judged)
+            raise FreezeAssertionError(message, diff=judged, findings=diagnosis)
         return judged
+
+    def diagnose(self, findings: Sequence[Any] = ()) -> list[Any]:
+        """``findings`` plus what this diff shows: weights shared through another
+        container, flags that disagree with what moved."""
+        from pytest_kerasfreeze.diagnosis import merge, reality_findings, shared_findings
+
+        log = checklog.current()
+        provenance = log.provenance if log is not None else None
+        index = self._require_before().index
+        return merge(findings, shared_findings(index, provenance), reality_findings(self))
 
     # -- output --------------------------------------------------------------------
     def report(self) -> str:

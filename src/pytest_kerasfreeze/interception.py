@@ -1,9 +1,11 @@
-"""Observing ``fit()`` / ``train_on_batch()`` for the duration of one test.
+"""Observing Keras for the duration of one test.
 
-The methods are replaced on the class that defines them (found along the MRO of
-``keras.Model`` and, when it is in use, ``tf_keras.Model``) and put back, the very same
-function objects, by :meth:`Interception.uninstall` — which the plugin calls in a
-``finally`` so a failing or interrupted test never leaks a patch.
+Four things are observed: ``fit()`` and ``train_on_batch()`` (to check and record what
+moved), ``compile()`` (to record the trainable state it saw) and the ``Layer.trainable``
+setter (to record where each freeze was made).  Each is replaced on the class that
+defines it — found along the MRO of ``keras.Model`` / ``keras.layers.Layer`` and, when
+it is in use, of their ``tf_keras`` twins — and put back, the very same objects, by
+:meth:`Interception.uninstall`, which the plugin calls in a ``finally``.
 """
 
 from __future__ import annotations
@@ -14,41 +16,48 @@ import importlib.util
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 TRAINING_METHODS = ("fit", "train_on_batch")
 _ORIGINAL = "__kerasfreeze_original__"
 
-# handler(model, method_name, call) -> whatever ``call()`` returns
-Handler = Callable[[Any, str, Callable[[], Any]], Any]
+
+class Observer(Protocol):
+    def around_training(self, model: Any, method: str, call: Callable[[], Any]) -> Any: ...
+
+    def around_compile(self, model: Any, call: Callable[[], Any]) -> Any: ...
+
+    def around_trainable(self, layer: Any, value: Any, call: Callable[[], Any]) -> Any: ...
 
 
-def model_classes(import_missing: bool) -> list[type]:
-    """The ``Model`` classes of the Keras flavours in use in this process.
+def keras_modules(import_missing: bool) -> list[Any]:
+    """The Keras flavours in use in this process (``keras``, ``tf_keras``).
 
     A flavour counts as in use once imported. With ``import_missing`` (a test asked for
     checks), Keras 3 — or tf_keras under ``TF_USE_LEGACY_KERAS=1`` — is imported if
     nothing is yet, so a test that imports Keras inside its body is still observed.
     """
-    classes = []
     legacy = os.environ.get("TF_USE_LEGACY_KERAS", "").lower() in ("1", "true")
-    for module_name in ("keras", "tf_keras"):
-        module = sys.modules.get(module_name)
-        if module is None and import_missing:
-            wanted = "tf_keras" if legacy else "keras"
-            if module_name == wanted and importlib.util.find_spec(module_name) is not None:
-                module = importlib.import_module(module_name)
-        model_cls = getattr(module, "Model", None) if module is not None else None
-        if isinstance(model_cls, type):
-            classes.append(model_cls)
-    return classes
+    modules = []
+    for name in ("keras", "tf_keras"):
+        module = sys.modules.get(name)
+        if module is None and import_missing and name == ("tf_keras" if legacy else "keras"):
+            if importlib.util.find_spec(name) is not None:
+                module = importlib.import_module(name)
+        if module is not None and isinstance(getattr(module, "Model", None), type):
+            modules.append(module)
+    return modules
+
+
+def _owner(cls: type, name: str) -> type | None:
+    return next((c for c in cls.__mro__ if name in c.__dict__), None)
 
 
 class Interception:
-    """Routes every training call of every Keras model through ``handler``."""
+    """Routes training calls, compiles and ``trainable`` assignments to an observer."""
 
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
+    def __init__(self, observer: Observer) -> None:
+        self.observer = observer
         self._undo: list[tuple[type, str, Any]] = []
 
     @property
@@ -58,28 +67,65 @@ class Interception:
     def install(self, import_missing: bool = True) -> None:
         if self._undo:
             return
-        for model_cls in model_classes(import_missing):
+        for module in keras_modules(import_missing):
             for name in TRAINING_METHODS:
-                owner = next((c for c in model_cls.__mro__ if name in c.__dict__), None)
-                if owner is None:
-                    continue
-                original = owner.__dict__[name]
-                if hasattr(original, _ORIGINAL):  # another interception is active
-                    continue
-                setattr(owner, name, _intercepted(original, name, self.handler))
-                self._undo.append((owner, name, original))
+                self._patch(module.Model, name, self._training_wrapper)
+            self._patch(module.Model, "compile", self._compile_wrapper)
+            self._patch(module.layers.Layer, "trainable", self._trainable_wrapper)
 
     def uninstall(self) -> None:
         while self._undo:
             owner, name, original = self._undo.pop()
             setattr(owner, name, original)
 
+    def _patch(self, cls: type, name: str, make: Callable[[Any, str], Any]) -> None:
+        owner = _owner(cls, name)
+        if owner is None:
+            return
+        current = owner.__dict__[name]
+        # An enclosing interception (a pytester run inside a test) may be active: wrap
+        # the true original, so only the innermost run observes, and give the enclosing
+        # one its wrapper back on uninstall.
+        original = getattr(current, _ORIGINAL, current)
+        setattr(owner, name, make(original, name))
+        self._undo.append((owner, name, current))
 
-def _intercepted(original: Any, name: str, handler: Handler) -> Any:
-    @functools.wraps(original)
-    def training_call(self: Any, *args: Any, **kwargs: Any) -> Any:
-        __tracebackhide__ = True
-        return handler(self, name, lambda: original(self, *args, **kwargs))
+    # -- the replacements ----------------------------------------------------------
+    def _training_wrapper(self, original: Any, name: str) -> Any:
+        observer = self.observer
 
-    setattr(training_call, _ORIGINAL, original)
-    return training_call
+        @functools.wraps(original)
+        def training_call(model: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            return observer.around_training(model, name, lambda: original(model, *args, **kwargs))
+
+        setattr(training_call, _ORIGINAL, original)
+        return training_call
+
+    def _compile_wrapper(self, original: Any, name: str) -> Any:
+        observer = self.observer
+
+        @functools.wraps(original)
+        def compile_call(model: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            return observer.around_compile(model, lambda: original(model, *args, **kwargs))
+
+        setattr(compile_call, _ORIGINAL, original)
+        return compile_call
+
+    def _trainable_wrapper(self, original: property, name: str) -> property:
+        observer = self.observer
+        setter = original.fset
+
+        def set_trainable(layer: Any, value: Any) -> None:
+            observer.around_trainable(layer, value, lambda: setter(layer, value))
+
+        observed = _Observed(original.fget, set_trainable, original.fdel, original.__doc__)
+        observed.__kerasfreeze_original__ = original
+        return observed
+
+
+class _Observed(property):
+    """The observed ``trainable`` property, which remembers the original."""
+
+    __kerasfreeze_original__: property

@@ -89,7 +89,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     except MarkerUsageError as err:
         item.stash[MARKER_ERROR_KEY] = str(err)
         specs = []
-    run = TestRun(specs)
+    config = item.config
+    trap = config.getoption("kerasfreeze_trap") or config.getini("kerasfreeze_trap")
+    run = TestRun(specs, trap=trap)
     item.stash[RUN_KEY] = run
     run.start()
     try:

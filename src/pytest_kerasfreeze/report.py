@@ -159,8 +159,24 @@ def diff_report(diff: WeightDiff) -> str:
     return "\n".join(lines)
 
 
+def findings_lines(findings: Sequence[Any]) -> list[str]:
+    """The "Diagnosis" section: each finding's summary, explanation and fix, indented."""
+    if not findings:
+        return []
+    lines = ["", "Diagnosis:"]
+    for finding in findings:
+        lines.append(f"  [{finding.kind}] {finding.summary}")
+        lines += [f"    {line}" for line in finding.explanation.splitlines()]
+        lines.append(f"    Fix: {finding.fix}")
+    return lines
+
+
 def failure_message(
-    diff: WeightDiff, expectation: Expectation, offending: Sequence[WeightChange], title: str
+    diff: WeightDiff,
+    expectation: Expectation,
+    offending: Sequence[WeightChange],
+    title: str,
+    findings: Sequence[Any] = (),
 ) -> str:
     """The message of a failed check: expectation, offenders by sub-model, the rest."""
     selected = diff.select(*expectation.layers)
@@ -189,4 +205,5 @@ def failure_message(
     shared = _shared_lines(offending)
     if shared:
         lines += ["", "Shared weights (reached through several sub-models):", *shared]
+    lines += findings_lines(findings)
     return "\n".join(lines)

@@ -127,6 +127,10 @@ class ModelIndex:
     def paths(self) -> list[str]:
         return [node.path for node in self.nodes]
 
+    def paths_of(self, layer: Any) -> list[str]:
+        """Every path at which ``layer`` sits in the tree (none if it is not in it)."""
+        return list(self._paths_by_layer.get(id(layer), []))
+
     def layer_weights(self, layer: Any) -> list[Any]:
         return self.flavor.weights(layer)
 

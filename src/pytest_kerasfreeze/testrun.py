@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from contextvars import Token
 from dataclasses import dataclass, field
@@ -9,9 +10,17 @@ from typing import Any
 
 from pytest_kerasfreeze.checklog import CheckLog, counts, selector_text
 from pytest_kerasfreeze.compat import flavor_of
-from pytest_kerasfreeze.exceptions import FreezeAssertionError
+from pytest_kerasfreeze.diagnosis import (
+    Finding,
+    detect_trap,
+    merge,
+    reality_findings,
+    shared_findings,
+)
+from pytest_kerasfreeze.exceptions import CompileOrderWarning, FreezeAssertionError
 from pytest_kerasfreeze.interception import Interception
 from pytest_kerasfreeze.markers import MarkerSpec
+from pytest_kerasfreeze.provenance import Provenance, user_frame
 from pytest_kerasfreeze.selection import ModelIndex
 from pytest_kerasfreeze.snapshot import Snapshot
 from pytest_kerasfreeze.tracker import TrainingRecord, WeightTracker
@@ -45,25 +54,34 @@ class TrainedModel:
 
 class TestRun(CheckLog):
     """What the plugin does for one test: markers checked on every training call,
-    records for the fixture, and a log of every check for the reports."""
+    records for the fixture, the diagnosis, and a log of every check for the reports.
+
+    ``trap`` is what the compile-order trap does: "warn", "error" or "ignore".
+    """
 
     __test__ = False  # not a test class, whatever pytest thinks of the name
 
-    def __init__(self, markers: list[MarkerSpec] | None = None) -> None:
+    def __init__(self, markers: list[MarkerSpec] | None = None, trap: str = "warn") -> None:
         super().__init__()
         self.markers = list(markers or [])
+        self.trap = trap
         self.tracker: WeightTracker | None = None
         self.trained: dict[int, TrainedModel] = {}
-        self.interception = Interception(self.around_training)
+        self.provenance = Provenance()
+        self.interception = Interception(self)
         self._in_call: set[int] = set()
         self._token: Token[CheckLog | None] | None = None
 
     # -- life cycle ----------------------------------------------------------------
     def start(self) -> None:
-        """Become the current log; observe training if a marker asks for it."""
+        """Become the current log and observe Keras.
+
+        A test with a marker imports Keras if needed; otherwise only the flavours already
+        imported are observed, and with ``trap="ignore"`` and no marker nothing at all.
+        """
         self._token = self.make_current()
-        if self.markers:
-            self.interception.install()
+        if self.markers or self.trap != "ignore":
+            self.interception.install(import_missing=bool(self.markers))
 
     def attach_tracker(self, tracker: WeightTracker) -> None:
         self.tracker = tracker
@@ -78,7 +96,17 @@ class TestRun(CheckLog):
                 self.reset(self._token)
                 self._token = None
 
-    # -- the training calls --------------------------------------------------------
+    # -- observed events -----------------------------------------------------------
+    def around_trainable(self, layer: Any, value: Any, call: Callable[[], Any]) -> Any:
+        self.provenance.assign(layer, value, call)
+
+    def around_compile(self, model: Any, call: Callable[[], Any]) -> Any:
+        __tracebackhide__ = True
+        result = call()
+        if flavor_of(model) is not None:
+            self.provenance.compiled(model)
+        return result
+
     def around_training(self, model: Any, method: str, call: Callable[[], Any]) -> Any:
         __tracebackhide__ = True
         if id(model) in self._in_call:  # fit() inside fit() of the same model
@@ -92,29 +120,91 @@ class TestRun(CheckLog):
         index = ModelIndex(model, flavor)
         entry.paths = index.paths()
         plans = self._plans(index)  # may raise for an ambiguous selector: before training
-        if not plans and self.tracker is None:
-            return self._run(model, call)
-        if self.tracker is not None:
-            variables = index.variables
-        else:
-            variables = index.select([s for _, selected in plans for s in selected])
-        before = Snapshot(index, variables)
-        result = self._run(model, call)
+        frame = user_frame()
+        trap, state_now = detect_trap(model, method, index, self.provenance, _where(frame))
+        if trap is not None:
+            self.add_finding(model, trap)
+            self._report_trap(trap, frame)
+        building = getattr(model, "train_function", None) is None
+        before = None
+        if plans or self.tracker is not None:
+            variables = (
+                index.variables
+                if self.tracker is not None
+                else index.select([s for _, selected in plans for s in selected])
+            )
+            before = Snapshot(index, variables)
+        try:
+            result = self._run(model, call)
+        except Exception as err:
+            if trap is not None:  # Keras raised over the trap (JAX, PyTorch): explain it
+                _add_note(err, f"pytest-kerasfreeze: {trap}")
+            raise
+        finally:
+            if building and getattr(model, "train_function", None) is not None:
+                self.provenance.build_started(model, state_now)
+        found = merge([trap] if trap else [], shared_findings(index, self.provenance))
+        if before is None:
+            for finding in found:
+                self.add_finding(model, finding)
+            return result
         diff = before.diff(before.retake())
+        found = merge(found, reality_findings(diff))
+        for finding in found:
+            self.add_finding(model, finding)
         where = f"{model.name}.{method}()"
         if self.tracker is not None:
-            self.tracker.records.append(TrainingRecord(str(model.name), method, diff))
-            self.records.append({"model": str(model.name), "method": method, **counts(diff)})
+            self.tracker.records.append(TrainingRecord(str(model.name), method, diff, found))
+            self.records.append(
+                {
+                    "model": str(model.name),
+                    "method": method,
+                    **counts(diff),
+                    "findings": [f.summary for f in found],
+                }
+            )
         failures = []
         for spec, selected in plans:
             spec.checks += 1
             try:
-                diff.check(spec.kind, selected, spec.atol, spec.rtol, source=spec.label, call=where)
+                diff.check(
+                    spec.kind,
+                    selected,
+                    spec.atol,
+                    spec.rtol,
+                    source=spec.label,
+                    call=where,
+                    findings=found,
+                )
             except FreezeAssertionError as err:
                 failures.append(err)
         if failures:
-            raise FreezeAssertionError("\n\n".join(str(f) for f in failures), diff=failures[0].diff)
+            raise FreezeAssertionError(
+                "\n\n".join(str(f) for f in failures),
+                diff=failures[0].diff,
+                findings=failures[0].findings,
+            )
         return result
+
+    def _report_trap(self, trap: Finding, frame: Any) -> None:
+        __tracebackhide__ = True
+        text = f"{trap.summary}\n{trap.explanation}\nFix: {trap.fix}"
+        if self.trap == "error":
+            raise FreezeAssertionError(
+                f"compile-order trap (--kerasfreeze-trap=error), nothing was trained:\n{text}",
+                findings=[trap],
+            )
+        if self.trap == "warn":
+            if frame is None:
+                warnings.warn(CompileOrderWarning(text), stacklevel=3)
+            else:
+                warnings.warn_explicit(
+                    CompileOrderWarning(text),
+                    CompileOrderWarning,
+                    frame.f_code.co_filename,
+                    frame.f_lineno,
+                    module=frame.f_globals.get("__name__"),
+                )
 
     def _run(self, model: Any, call: Callable[[], Any]) -> Any:
         __tracebackhide__ = True
@@ -166,3 +256,20 @@ class TestRun(CheckLog):
             for spec in self.markers
             if spec.checks and spec.unmatched()
         ]
+
+
+def _where(frame: Any) -> str:
+    if frame is None:
+        return "<unknown>"
+    from pytest_kerasfreeze.provenance import _short
+
+    return f"{_short(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def _add_note(err: BaseException, note: str) -> None:
+    """``err.add_note(note)``; on Python 3.10, the same ``__notes__`` list by hand."""
+    if hasattr(err, "add_note"):
+        err.add_note(note)
+    else:  # pragma: no cover - Python 3.10
+        notes = getattr(err, "__notes__", None) or []
+        err.__notes__ = [*notes, note]  # type: ignore[attr-defined]

@@ -12,7 +12,11 @@ from pytest_kerasfreeze.snapshot import Snapshot, snapshot
 
 @dataclass
 class TrainingRecord:
-    """One ``fit()`` / ``train_on_batch()`` call observed during a test."""
+    """One ``fit()`` / ``train_on_batch()`` call observed during a test.
+
+    ``findings`` holds the diagnosis entries (:class:`~pytest_kerasfreeze.diagnosis.Finding`)
+    of that call: compile-order trap, shared weights, flag vs reality.
+    """
 
     model: str
     method: str

@@ -1,0 +1,361 @@
+"""Why a freeze did not do what was meant: findings with ``file:line`` and the fix.
+
+Three kinds of finding:
+
+* **compile-order trap** — flags changed after ``compile()`` and before the train
+  function was built, or after it was built; what trains then depends on the Keras
+  (:data:`~pytest_kerasfreeze.compat.TRAP_SEMANTICS`), so the same test passes on one
+  and fails on another;
+* **shared weights** — a layer reached through several containers was frozen (or
+  unfrozen) by an assignment made on one of them, which changes it in all of them;
+* **flag vs reality** — a weight whose flag said trainable did not move, or whose flag
+  said frozen moved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pytest_kerasfreeze.compat import (
+    RUNTIME_LABELS,
+    TRAP_SEMANTICS,
+    keras_version,
+    runtime_of,
+)
+from pytest_kerasfreeze.provenance import Assignment, Provenance, TrainableState, current_state
+from pytest_kerasfreeze.selection import ModelIndex
+
+if TYPE_CHECKING:
+    from pytest_kerasfreeze.diff import WeightChange, WeightDiff
+
+_MAX_NAMES = 8
+COMPILE_ORDER = "compile-order trap"
+SHARED = "shared weights"
+REALITY = "flag vs reality"
+
+
+@dataclass
+class Finding:
+    """One diagnosis entry: what was found, where it came from, and how to fix it."""
+
+    kind: str
+    model: str
+    summary: str
+    explanation: str
+    fix: str
+    layers: list[str] = field(default_factory=list)
+    assignments: list[dict[str, Any]] = field(default_factory=list)
+    call: str | None = None
+    outcome: str | None = None  # trap only: "honoured", "ignored" or "raises"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "model": self.model,
+            "call": self.call,
+            "summary": self.summary,
+            "layers": list(self.layers),
+            "assignments": list(self.assignments),
+            "explanation": self.explanation,
+            "fix": self.fix,
+            "outcome": self.outcome,
+        }
+
+    def __str__(self) -> str:
+        return f"[{self.kind}] {self.summary}\n{self.explanation}\nFix: {self.fix}"
+
+
+def _names(items: Sequence[str]) -> str:
+    shown = ", ".join(items[:_MAX_NAMES])
+    return shown + (f", ... {len(items) - _MAX_NAMES} more" if len(items) > _MAX_NAMES else "")
+
+
+def _layer_paths(index: ModelIndex, var_ids: set[int]) -> list[str]:
+    """The layers (paths) holding these variables, in model order."""
+    paths: list[str] = []
+    for var in index.variables:
+        if id(var) in var_ids:
+            layer_path = index.info[id(var)].path.rpartition("/")[0] or index.model.name
+            if layer_path not in paths:
+                paths.append(layer_path)
+    return paths
+
+
+def _flag_changes(
+    index: ModelIndex, ref: TrainableState, now: TrainableState
+) -> tuple[set[int], set[int]]:
+    """Variable ids newly frozen and newly unfrozen since ``ref``."""
+    if ref.trainable is not None and now.trainable is not None:
+        return set(ref.trainable - now.trainable), set(now.trainable - ref.trainable)
+    # Only flags are known (Keras' own record of a compile made before this test).
+    frozen: set[int] = set()
+    unfrozen: set[int] = set()
+    for node in index.nodes:
+        was = ref.flags.get(id(node.layer))
+        is_now = now.flags.get(id(node.layer))
+        if was is None or is_now is None or was == is_now:
+            continue
+        own = {id(v) for v in index.flavor.declared_trainable(node.layer)}
+        (frozen if was else unfrozen).update(own)
+    return frozen, unfrozen
+
+
+# -- the compile-order trap ----------------------------------------------------------
+def detect_trap(
+    model: Any, method: str, index: ModelIndex, provenance: Provenance, location: str
+) -> tuple[Finding | None, TrainableState]:
+    """Before a training call: did the flags change since they were last taken into
+    account? Returns the finding (or ``None``) and the state now."""
+    now = current_state(model, "call", provenance.next_seq(), location)
+    runtime = runtime_of(model)
+    if getattr(model, "train_function", None) is not None:
+        phase = "after-build"
+        ref = provenance.build_state(model)
+        if ref is None and runtime == "tf_keras":  # Keras 2: the compile() flags rule
+            ref = provenance.compile_state(model)
+    else:
+        phase = "after-compile"
+        ref = provenance.compile_state(model)
+    if ref is None:
+        return None, now
+    frozen, unfrozen = _flag_changes(index, ref, now)
+    if not frozen and not unfrozen:
+        return None, now
+    return _trap_finding(model, method, index, provenance, ref, phase, frozen, unfrozen), now
+
+
+def _trap_finding(
+    model: Any,
+    method: str,
+    index: ModelIndex,
+    provenance: Provenance,
+    ref: TrainableState,
+    phase: str,
+    frozen: set[int],
+    unfrozen: set[int],
+) -> Finding:
+    runtime = runtime_of(model)
+    direction = "unfreeze" if unfrozen else "freeze"
+    outcome, behaviour = TRAP_SEMANTICS[(runtime, phase, direction)]
+    changed_layers = _layer_paths(index, frozen | unfrozen)
+    layer_ids = {id(n.layer) for n in index.nodes if n.path in changed_layers}
+    layer_ids |= {id(model)}
+    assignments = provenance.assignments_reaching(layer_ids, after=ref.seq)
+    when = (
+        f"after compile() ({ref.location}) and before its train function was built"
+        if phase == "after-compile"
+        else f"after its train function was built ({ref.location})"
+    )
+    lines = [f"{model.name}.{method}() is about to train with trainable flags changed {when}:"]
+    lines += [f"  {a.describe()}" for a in assignments] or [
+        "  (the change was not made by a recorded `trainable =` assignment)"
+    ]
+    if frozen:
+        paths = _layer_paths(index, frozen)
+        lines.append(f"  now frozen, trainable before: {len(frozen)} weights of {_names(paths)}")
+    if unfrozen:
+        paths = _layer_paths(index, unfrozen)
+        lines.append(f"  now trainable, frozen before: {len(unfrozen)} weights of {_names(paths)}")
+    here = f"{RUNTIME_LABELS[runtime]} {keras_version(runtime)}"
+    lines.append(f"On {here}: {behaviour}{_consequence(outcome, frozen, unfrozen)}")
+    elsewhere = [
+        f"{RUNTIME_LABELS[other]}: {TRAP_SEMANTICS[(other, phase, direction)][1]}"
+        for other in RUNTIME_LABELS
+        if other != runtime
+    ]
+    lines.append("Elsewhere: " + "; ".join(elsewhere) + ".")
+    fix = (
+        f"set `trainable` first, then call {model.name}.compile(...) again before "
+        f"training, so every Keras trains the same weights."
+    )
+    if any(a.layer is model and not a.value for a in assignments):
+        fix += (
+            " For a GAN whose discriminator is trained on its own and frozen inside the "
+            "combined model, write a custom train_step that applies gradients to "
+            "discriminator.trainable_weights and generator.trainable_weights (the keras-io "
+            "DCGAN example) instead of relying on when the flag was set."
+        )
+    moved = (
+        "frozen"
+        if frozen and not unfrozen
+        else "unfrozen"
+        if unfrozen and not frozen
+        else "changed"
+    )
+    first = assignments[0].location if assignments else ref.location
+    summary = (
+        f"{model.name}: {len(frozen | unfrozen)} weights {moved} "
+        f"{'after compile()' if phase == 'after-compile' else 'after the first fit()'} "
+        f"({first}); {here}: {outcome}"
+    )
+    return Finding(
+        kind=COMPILE_ORDER,
+        model=str(model.name),
+        summary=summary,
+        explanation="\n".join(lines),
+        fix=fix,
+        layers=changed_layers,
+        assignments=[a.to_dict() for a in assignments],
+        call=f"{model.name}.{method}()",
+        outcome=outcome,
+    )
+
+
+def _consequence(outcome: str, frozen: set[int], unfrozen: set[int]) -> str:
+    parts = []
+    if outcome == "raises":
+        return " — so this call will raise."
+    if frozen:
+        parts.append(
+            "the newly frozen weights will not train"
+            if outcome == "honoured"
+            else "the newly frozen weights WILL keep training"
+        )
+    if unfrozen:
+        parts.append(
+            "the newly unfrozen weights will train"
+            if outcome == "honoured"
+            else "the newly unfrozen weights will NOT train"
+        )
+    return " — so " + " and ".join(parts) + "."
+
+
+# -- shared weights ------------------------------------------------------------------
+def shared_findings(index: ModelIndex, provenance: Provenance | None) -> list[Finding]:
+    """Layers of this model whose flag was set through a container that shares them."""
+    if provenance is None or not provenance.assignments:
+        return []
+    grouped: dict[int, tuple[Assignment, list[str]]] = {}
+    for node in index.nodes:
+        if not index.flavor.own_variables(node.layer):
+            continue
+        assignment = provenance.last_assignment(id(node.layer))
+        if assignment is None or assignment.layer is node.layer or assignment.layer is index.model:
+            continue
+        through = index.paths_of(assignment.layer)  # empty if outside this model
+        if any(node.path.startswith(t + "/") for t in through):
+            continue  # this path goes through the container that was assigned: as meant
+        grouped.setdefault(assignment.seq, (assignment, []))[1].append(node.path)
+    findings = []
+    for assignment, paths in grouped.values():
+        owners = [assignment.name]
+        for path in paths:
+            parent = path.rpartition("/")[0] or index.model.name
+            if parent not in owners:
+                owners.append(parent)
+        state = "frozen" if not assignment.value else "trainable"
+        n_weights = sum(
+            len(index.flavor.own_variables(n.layer)) for n in index.nodes if n.path in paths
+        )
+        explanation = (
+            f"{_names(paths)} ({n_weights} weights) of model {index.model.name!r} are {state} "
+            f"because {assignment.describe()} reached them: these layers are shared by "
+            f"{' and '.join(owners)}. A trainable flag belongs to the layer, not to the "
+            f"container it is reached through, so "
+            f"{'freezing' if not assignment.value else 'unfreezing'} {assignment.name} "
+            f"{'froze' if not assignment.value else 'unfroze'} them in every container."
+        )
+        findings.append(
+            Finding(
+                kind=SHARED,
+                model=str(index.model.name),
+                summary=(
+                    f"{index.model.name}: {_names(paths)} {state} through {assignment.name} "
+                    f"({assignment.location}), shared by {' and '.join(owners)}"
+                ),
+                explanation=explanation,
+                fix=(
+                    "give each container its own layers if they must train differently "
+                    "(build the frozen branch from a copy, e.g. keras.models.clone_model), "
+                    "or freeze the weights for one model only in a custom train_step."
+                ),
+                layers=paths,
+                assignments=[assignment.to_dict()],
+            )
+        )
+    return findings
+
+
+# -- flag vs reality -----------------------------------------------------------------
+def reality_findings(diff: WeightDiff) -> list[Finding]:
+    """Weights whose flag (unchanged over the diff) disagrees with what happened."""
+    before_flags = diff.before_trainable
+    stuck: list[WeightChange] = []
+    moving: list[WeightChange] = []
+    for change, was in zip(diff.changes, before_flags, strict=True):
+        if not change.declared_trainable or change.trainable != was:
+            continue
+        if change.trainable and not change.moved:
+            stuck.append(change)
+        elif not change.trainable and change.moved:
+            moving.append(change)
+    findings = []
+    model = diff.model_name
+    if moving:
+        layers = _dedupe(c.path.rpartition("/")[0] or model for c in moving)
+        findings.append(
+            Finding(
+                kind=REALITY,
+                model=model,
+                summary=(
+                    f"{model}: flag says frozen, but {len(moving)} weights moved ({_names(layers)})"
+                ),
+                explanation=(
+                    f"{_names([c.path for c in moving])}: trainable=False now and before, yet "
+                    f"they changed. Most often the compile-order trap: the flag was set after "
+                    f"compile() or after the first fit(), and this Keras still trains the "
+                    f"variables fixed then. A custom train_step that updates model.weights "
+                    f"would do it too."
+                ),
+                fix="set `trainable`, then call compile() again before training.",
+                layers=layers,
+            )
+        )
+    if stuck:
+        layers = _dedupe(c.path.rpartition("/")[0] or model for c in stuck)
+        findings.append(
+            Finding(
+                kind=REALITY,
+                model=model,
+                summary=(
+                    f"{model}: flag says trainable, but {len(stuck)} weights did not move "
+                    f"({_names(layers)})"
+                ),
+                explanation=(
+                    f"{_names([c.path for c in stuck])}: trainable=True now and before, yet "
+                    f"unchanged. Possible causes: the compile-order trap (the flags at "
+                    f"compile() or at the first fit() rule), no gradient reaching them (not "
+                    f"connected to the loss, dead activations), a zero learning rate, or a "
+                    f"train_step that does not update them."
+                ),
+                fix=(
+                    "check that these layers feed the loss and that the model was compiled "
+                    "after its flags were set."
+                ),
+                layers=layers,
+            )
+        )
+    return findings
+
+
+def _dedupe(items: Any) -> list[str]:
+    out: list[str] = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out
+
+
+def merge(*groups: Sequence[Finding]) -> list[Finding]:
+    """Findings without repeats (same kind, model and summary), in order."""
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for group in groups:
+        for finding in group:
+            key = (finding.kind, finding.model, finding.summary)
+            if key not in seen:
+                seen.add(key)
+                out.append(finding)
+    return out
