@@ -169,25 +169,28 @@ HYGIENE_CONFTEST = """
 import keras
 import pytest
 
-ORIGINALS = {
-    (cls, name): cls.__dict__[name]
+TARGETS = [
+    (cls, name)
     for cls in (*keras.Model.__mro__, *keras.layers.Layer.__mro__)
     for name in ("fit", "train_on_batch", "compile", "trainable")
     if name in cls.__dict__
-}
+]
 
 def patched():
+    # the plugin's wrappers carry the original they replace
     return sorted(
         f"{cls.__name__}.{name}"
-        for (cls, name), original in ORIGINALS.items()
-        if cls.__dict__.get(name) is not original
+        for cls, name in TARGETS
+        if getattr(cls.__dict__[name], "__kerasfreeze_original__", None) is not None
     )
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item):
-    # outermost wrapper: the plugin has undone its patches when this resumes
+    # the outermost wrapper: the plugin has undone its patches when this resumes
+    before = {(cls, name): cls.__dict__[name] for cls, name in TARGETS}
     result = yield
-    assert patched() == [], f"left patched after {item.name}: {patched()}"
+    left = [f"{c.__name__}.{n}" for (c, n), v in before.items() if c.__dict__[n] is not v]
+    assert left == [], f"left patched after {item.name}: {left}"
     return result
 """
 

@@ -201,8 +201,12 @@ def runtime_of(model: Any) -> str:
     return str(keras.backend.backend())
 
 
-def keras_version(runtime: str) -> str:
+def runtime_label(runtime: str) -> str:
+    """``"Keras 3.15.1 on TensorFlow"``, ``"tf_keras 2.21.0 (Keras 2)"``: this process's Keras."""
     import importlib
 
     module = importlib.import_module("tf_keras" if runtime == "tf_keras" else "keras")
-    return str(getattr(module, "__version__", "?"))
+    version = getattr(module, "__version__", "?")
+    if runtime == "tf_keras":
+        return f"tf_keras {version} (Keras 2)"
+    return f"Keras {version} on {RUNTIME_LABELS[runtime].rsplit(' ', 1)[-1]}"

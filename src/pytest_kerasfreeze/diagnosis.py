@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_kerasfreeze.compat import (
     RUNTIME_LABELS,
     TRAP_SEMANTICS,
-    keras_version,
+    runtime_label,
     runtime_of,
 )
 from pytest_kerasfreeze.provenance import Assignment, Provenance, TrainableState, current_state
@@ -109,17 +109,23 @@ def detect_trap(
     """Before a training call: did the flags change since they were last taken into
     account? Returns the finding (or ``None``) and the state now."""
     now = current_state(model, "call", provenance.next_seq(), location)
-    runtime = runtime_of(model)
-    if getattr(model, "train_function", None) is not None:
-        phase = "after-build"
-        ref = provenance.build_state(model)
-        if ref is None and runtime == "tf_keras":  # Keras 2: the compile() flags rule
-            ref = provenance.compile_state(model)
-    else:
-        phase = "after-compile"
-        ref = provenance.compile_state(model)
+    # 1. changed since the train function was built (by the first fit())?
+    built = provenance.build_state(model)
+    if built is not None and getattr(model, "train_function", None) is not None:
+        frozen, unfrozen = _flag_changes(index, built, now)
+        if frozen or unfrozen:
+            return (
+                _trap_finding(
+                    model, method, index, provenance, built, "after-build", frozen, unfrozen
+                ),
+                now,
+            )
+    # 2. changed since compile()? Before the first fit() that is the trap itself; after
+    # it, the train function was built with those flags and every call trains with them.
+    ref = provenance.compile_state(model)
     if ref is None:
         return None, now
+    phase = "after-compile"
     frozen, unfrozen = _flag_changes(index, ref, now)
     if not frozen and not unfrozen:
         return None, now
@@ -158,7 +164,7 @@ def _trap_finding(
     if unfrozen:
         paths = _layer_paths(index, unfrozen)
         lines.append(f"  now trainable, frozen before: {len(unfrozen)} weights of {_names(paths)}")
-    here = f"{RUNTIME_LABELS[runtime]} {keras_version(runtime)}"
+    here = runtime_label(runtime)
     lines.append(f"On {here}: {behaviour}{_consequence(outcome, frozen, unfrozen)}")
     elsewhere = [
         f"{RUNTIME_LABELS[other]}: {TRAP_SEMANTICS[(other, phase, direction)][1]}"

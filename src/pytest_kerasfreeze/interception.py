@@ -61,8 +61,12 @@ class Interception:
         self._undo: list[tuple[type, str, Any]] = []
 
     @property
-    def installed(self) -> bool:
-        return bool(self._undo)
+    def observing(self) -> bool:
+        """Whether this interception's wrappers are in place (not only suspending)."""
+        return any(
+            getattr(owner.__dict__.get(name), "__kerasfreeze_original__", None) is not None
+            for owner, name, _ in self._undo
+        )
 
     def install(self, import_missing: bool = True) -> None:
         if self._undo:
@@ -72,6 +76,17 @@ class Interception:
                 self._patch(module.Model, name, self._training_wrapper)
             self._patch(module.Model, "compile", self._compile_wrapper)
             self._patch(module.layers.Layer, "trainable", self._trainable_wrapper)
+
+    def suspend_enclosing(self) -> None:
+        """Observe nothing, and keep an enclosing interception (a pytester run inside a
+        test) from observing this run either, until :meth:`uninstall`."""
+        if self._undo:
+            return
+        for module in keras_modules(import_missing=False):
+            for cls, name in [(module.Model, n) for n in (*TRAINING_METHODS, "compile")] + [
+                (module.layers.Layer, "trainable")
+            ]:
+                self._patch(cls, name, lambda original, _name: original)
 
     def uninstall(self) -> None:
         while self._undo:
@@ -87,7 +102,10 @@ class Interception:
         # the true original, so only the innermost run observes, and give the enclosing
         # one its wrapper back on uninstall.
         original = getattr(current, _ORIGINAL, current)
-        setattr(owner, name, make(original, name))
+        replacement = make(original, name)
+        if replacement is current:
+            return
+        setattr(owner, name, replacement)
         self._undo.append((owner, name, current))
 
     # -- the replacements ----------------------------------------------------------

@@ -70,6 +70,7 @@ class TestRun(CheckLog):
         self.provenance = Provenance()
         self.interception = Interception(self)
         self._in_call: set[int] = set()
+        self._warned: set[tuple[int, str]] = set()  # (model, trap): warn once per trap
         self._token: Token[CheckLog | None] | None = None
 
     # -- life cycle ----------------------------------------------------------------
@@ -82,10 +83,14 @@ class TestRun(CheckLog):
         self._token = self.make_current()
         if self.markers or self.trap != "ignore":
             self.interception.install(import_missing=bool(self.markers))
+        else:
+            self.interception.suspend_enclosing()
 
     def attach_tracker(self, tracker: WeightTracker) -> None:
         self.tracker = tracker
-        self.interception.install()
+        if not self.interception.observing:
+            self.interception.uninstall()
+            self.interception.install()
 
     def finish(self) -> None:
         """Undo every patch and stop being the current log (called in a ``finally``)."""
@@ -124,7 +129,7 @@ class TestRun(CheckLog):
         trap, state_now = detect_trap(model, method, index, self.provenance, _where(frame))
         if trap is not None:
             self.add_finding(model, trap)
-            self._report_trap(trap, frame)
+            self._report_trap(model, trap, frame)
         building = getattr(model, "train_function", None) is None
         before = None
         if plans or self.tracker is not None:
@@ -186,7 +191,7 @@ class TestRun(CheckLog):
             )
         return result
 
-    def _report_trap(self, trap: Finding, frame: Any) -> None:
+    def _report_trap(self, model: Any, trap: Finding, frame: Any) -> None:
         __tracebackhide__ = True
         text = f"{trap.summary}\n{trap.explanation}\nFix: {trap.fix}"
         if self.trap == "error":
@@ -194,7 +199,8 @@ class TestRun(CheckLog):
                 f"compile-order trap (--kerasfreeze-trap=error), nothing was trained:\n{text}",
                 findings=[trap],
             )
-        if self.trap == "warn":
+        if self.trap == "warn" and (id(model), trap.summary) not in self._warned:
+            self._warned.add((id(model), trap.summary))
             if frame is None:
                 warnings.warn(CompileOrderWarning(text), stacklevel=3)
             else:
