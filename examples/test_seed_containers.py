@@ -23,14 +23,15 @@ X = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
 Y = np.random.default_rng(1).normal(size=(64, 1)).astype("float32")
 
 
-def build_models():
+def build_models(freeze_before_compile=True):
     inputs = keras.Input((8,))
     hidden = keras.layers.Dense(16, activation="relu", name="shared_1")(inputs)
     outputs = keras.layers.Dense(8, name="shared_2")(hidden)
     fixed = keras.Model(inputs, outputs, name="FixedContainer")
     normal = keras.Model(inputs, outputs, name="NormalContainer")  # same layers!
 
-    fixed.trainable = False  # set before compile(), as the memo does
+    if freeze_before_compile:
+        fixed.trainable = False  # Case 1: set before compile(), as the memo does
 
     x1 = keras.Input((8,))
     model_fixed = keras.Model(x1, keras.layers.Dense(1, name="head")(fixed(x1)), name="model_fixed")
@@ -38,8 +39,10 @@ def build_models():
     model_normal = keras.Model(
         x2, keras.layers.Dense(1, name="head")(normal(x2)), name="model_normal"
     )
-    model_fixed.compile(optimizer="adam", loss="mse")
     model_normal.compile(optimizer="adam", loss="mse")
+    if not freeze_before_compile:
+        fixed.trainable = False  # Case 2: model_normal is already compiled
+    model_fixed.compile(optimizer="adam", loss="mse")
     return model_fixed, model_normal
 
 
@@ -50,16 +53,34 @@ def test_fixed_container_stays_frozen():
     print(diff.report())
 
 
-def test_what_model_normal_really_trains(weight_tracker):
+def test_case_1_what_model_normal_really_trains(weight_tracker):
     _, model_normal = build_models()
     with weight_tracker.watch(model_normal) as diff:
         model_normal.fit(X, Y, epochs=2, verbose=0)
     print(diff.report())
 
-    # The truth on Keras 3: the shared layers did not move through NormalContainer,
-    # only its head did.
+    # The truth: the shared layers did not move through NormalContainer, only its head
+    # did. The record of the fit() says why (a "shared weights" finding).
     assert diff.by_submodel()["NormalContainer"] == (0, 4)
     assert diff.by_submodel()["head"] == (2, 2)
+    [finding] = weight_tracker.records[0].findings
+    print(finding)
+    assert finding.kind == "shared weights"
+
+
+def test_case_2_compiled_before_the_freeze(weight_tracker):
+    """model_normal is compiled while the shared layers are trainable; then FixedContainer
+    is frozen. Keras 2 keeps training them through model_normal (its compile() flags
+    rule); Keras 3 does not (the flags at the first fit() rule) — and warns."""
+    _, model_normal = build_models(freeze_before_compile=False)
+    with pytest.warns(Warning) as warned:
+        model_normal.fit(X, Y, epochs=2, verbose=0)
+    record = weight_tracker.records[0]
+    print(record.diff.report())
+    for finding in record.findings:
+        print(finding)
+    assert [f.kind for f in record.findings] == ["compile-order trap", "shared weights"]
+    assert any("CompileOrderWarning" in type(w.message).__name__ for w in warned)
 
 
 def test_the_memo_expectation_fails_with_an_explanation():

@@ -8,6 +8,7 @@ Run:  pytest -p kerasfreeze examples/test_transfer_learning.py -rP
 
 import keras
 import numpy as np
+import pytest
 
 from pytest_kerasfreeze import assert_frozen, assert_trains
 
@@ -49,6 +50,9 @@ def test_train_the_head_on_a_frozen_base():
     assert check.diff.by_submodel()["base"] == (0, 12)
 
 
+# The keras-io recipe is correct code: freeze, compile, fit, unfreeze, compile, fit. The
+# plugin must stay quiet about it — any CompileOrderWarning would fail this test.
+@pytest.mark.filterwarnings("error::pytest_kerasfreeze.CompileOrderWarning")
 def test_fine_tune_the_whole_model():
     model, base = build_classifier()
     base.trainable = False
