@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kmodels import base_and_head, compile_, data, keras, seed_containers
+from kmodels import LEGACY, base_and_head, compile_, data, keras, seed_containers
 from pytest_kerasfreeze import (
     FreezeAssertionError,
     FreezeCheck,
@@ -51,23 +51,27 @@ def test_frozen_failure_message_reads_like_numpy():
             model.fit(x, y, verbose=0)
     msg = str(info.value)
     lines = msg.splitlines()
-    assert lines[0] == "assert_frozen failed: 6 of 6 weights of 'base' moved in model 'classifier'"
+    # Keras 3 runs the nested BatchNormalization in training mode inside fit(), despite
+    # training=False at construction, so its moving statistics move too; tf_keras not.
+    n = 4 if LEGACY else 6
+    assert (
+        lines[0] == f"assert_frozen failed: {n} of 6 weights of 'base' moved in model 'classifier'"
+    )
     assert lines[1] == "Expected: no weight of 'base' moves (exact: any change of value counts)"
-    assert lines[2] == "Mismatched weights: 6 / 6 (100.0%)"
+    assert lines[2] == f"Mismatched weights: {n} / 6 ({n / 6:.1%})"
     assert "Weights that moved:" in lines
-    assert "  base: 6 of 6 weights moved" in lines
+    assert f"  base: {n} of 6 weights moved" in lines
     header = next(line for line in lines if line.strip().startswith("weight "))
     for column in ("shape", "dtype", "max |Δ|", "rel Δ", "changed", "flag now"):
         assert column in header
     row = next(line for line in lines if line.strip().startswith("base/base_dense/kernel"))
     assert "(4, 8)" in row and "float32" in row and "100.0% (32/32)" in row
     assert "trainable" in row
-    # Keras 3 runs the nested BatchNormalization in training mode inside fit(), despite
-    # training=False at construction: its moving statistics moved, and say what they are
-    stat = next(line for line in lines if line.strip().startswith("base/base_bn/moving_mean"))
-    assert stat.rstrip().endswith("non-trainable")
+    if not LEGACY:  # moved non-trainable state says what it is
+        stat = next(line for line in lines if line.strip().startswith("base/base_bn/moving_mean"))
+        assert stat.rstrip().endswith("non-trainable")
     assert isinstance(info.value, AssertionError)
-    assert info.value.diff.by_submodel()["base"] == (6, 6)
+    assert info.value.diff.by_submodel()["base"] == (n, 6)
 
 
 def test_trains_requires_declared_trainable_weights_only():

@@ -214,8 +214,11 @@ def test_shared_weights_seed_case_2(weight_tracker):
     with pytest.warns(CompileOrderWarning, match="FixedContainer.trainable = False"):
         model_normal.fit(x, y, verbose=0)
     kinds = [f.kind for f in weight_tracker.records[0].findings]
-    assert kinds == ["compile-order trap", "shared weights"]
     outcome = TRAP_SEMANTICS[(RUNTIME, "after-compile", "freeze")][0]
+    if outcome == "ignored":  # and the shared layers moved though their flag says frozen
+        assert kinds == ["compile-order trap", "shared weights", "flag vs reality"]
+    else:
+        assert kinds == ["compile-order trap", "shared weights"]
     moved, total = weight_tracker.records[0].diff.by_submodel()["NormalContainer"]
     assert (moved == total) is (outcome == "ignored")
 
@@ -234,12 +237,12 @@ def test_shared_weights_inside_one_model(weight_tracker):
 def test_assignment_through_a_parent_container_is_one_assignment(weight_tracker):
     x, y = data()
     model, base = base_and_head(freeze_base=False)
-    model.fit(x, y, verbose=0)
     where = next_line()
-    base.trainable = False
+    base.trainable = False  # after compile(): Keras writes it onto every sublayer
     with pytest.warns(CompileOrderWarning):
         model.fit(x, y, verbose=0)
     [finding] = trap_findings(weight_tracker.records[-1])
+    # one assignment, on the container, though Keras set the flag of each sublayer
     assert finding.assignments == [{"layer": "base", "value": False, "location": where}]
     assert finding.layers == ["base/base_dense", "base/base_bn"]
 

@@ -98,7 +98,7 @@ def test_trains_nothing():
             "@pytest.mark.frozen('encoder') checked nothing: no model trained in this test "
             "holds a layer with weights matching 'encoder'.",
             "Models trained in this test:",
-            "  'clf' (fit ×1): layers input_layer*, base, base/input_layer*, base/base_dense, head",
+            "  'clf' (fit ×1): layers input*, base, base/input*, base/base_dense, head",
             "Fix the layer names of the marker, or train the model it is meant for.",
             "*_ test_trains_nothing _*",
             "@pytest.mark.trains('head') checked nothing*",
@@ -116,7 +116,7 @@ def test_half():
     make_model().fit(X, Y, verbose=0)
 """,
     )
-    result.assert_outcomes(passed=1, warnings=1)
+    result.assert_outcomes(passed=1)  # (some backends add their own DeprecationWarnings)
     result.stdout.fnmatch_lines(
         [
             "*KerasFreezeWarning: @pytest.mark.frozen('base', 'decoder'): 'decoder' matched no "

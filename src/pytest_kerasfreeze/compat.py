@@ -77,6 +77,21 @@ class Keras3(Flavor):
     def short_name(self, variable: Any) -> str:
         return str(variable.name)
 
+    def read(self, variable: Any) -> np.ndarray:
+        # The backend tensor behind the variable, read in each backend's own way (going
+        # through Variable.__array__ makes numpy 2 warn about its `copy` keyword).
+        raw = variable.value
+        if hasattr(raw, "detach"):  # torch
+            raw = raw.detach().cpu()
+            if str(raw.dtype) == "torch.bfloat16":  # numpy has no bfloat16: go via float32
+                import ml_dtypes
+
+                return raw.float().numpy().astype(ml_dtypes.bfloat16)
+            return raw.numpy().copy()
+        if hasattr(raw, "numpy"):  # TensorFlow
+            return np.array(raw.numpy(), copy=True)
+        return np.array(raw, copy=True)  # JAX
+
 
 class Keras2(Flavor):
     name = "tf_keras"

@@ -25,15 +25,33 @@ _LIBRARY_PREFIXES = (
 )  # fmt: skip
 
 
+def _package(frame: Any) -> str:
+    return str(frame.f_globals.get("__name__", "")).split(".", 1)[0]
+
+
 def user_frame() -> Any:
     """The innermost frame outside Keras, the backends and this plugin (or ``None``)."""
     frame: Any = sys._getframe(1)
     while frame is not None:
-        module = frame.f_globals.get("__name__", "")
-        if module.split(".", 1)[0] not in _LIBRARY_PREFIXES:
+        if _package(frame) not in _LIBRARY_PREFIXES:
             return frame
         frame = frame.f_back
     return None
+
+
+def assigned_by_keras() -> bool:
+    """Whether the ``trainable`` assignment being made comes from Keras itself.
+
+    Keras 3 writes a container's flag onto every sublayer, tf_keras' fit() restores the
+    flags of its compile() around training: neither is a choice the user made.
+    """
+    frame: Any = sys._getframe(1)
+    # skip this plugin's wrappers and the __setattr__ hooks that route `x.trainable = v`
+    while frame is not None and (
+        _package(frame) == "pytest_kerasfreeze" or frame.f_code.co_name == "__setattr__"
+    ):
+        frame = frame.f_back
+    return frame is not None and _package(frame) in ("keras", "tf_keras", "tensorflow")
 
 
 def user_location() -> str:
@@ -119,7 +137,6 @@ class Provenance:
         self._seq = itertools.count(1)
         self.assignments: list[Assignment] = []
         self.histories: dict[int, ModelHistory] = {}
-        self._depth = 0
 
     def next_seq(self) -> int:
         return next(self._seq)
@@ -133,18 +150,13 @@ class Provenance:
     # -- events --------------------------------------------------------------------
     def assign(self, layer: Any, value: Any, setter: Any) -> None:
         """Run the real setter; record the assignment if user code made it."""
-        if self._depth == 0:  # Keras 3 sets sublayers through the same setter: skip those
-            flavor = flavor_of(layer)
-            if flavor is not None:
-                reached = {id(sub) for sub in subtree(flavor, layer)}
-                self.assignments.append(
-                    Assignment(self.next_seq(), layer, bool(value), user_location(), reached)
-                )
-        self._depth += 1
-        try:
-            setter()
-        finally:
-            self._depth -= 1
+        flavor = flavor_of(layer)
+        if flavor is not None and not assigned_by_keras():
+            reached = {id(sub) for sub in subtree(flavor, layer)}
+            self.assignments.append(
+                Assignment(self.next_seq(), layer, bool(value), user_location(), reached)
+            )
+        setter()
 
     def compiled(self, model: Any) -> None:
         state = current_state(model, "compile", self.next_seq(), user_location())
