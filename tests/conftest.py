@@ -10,6 +10,14 @@ from kmodels import keras  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
+def _inner_runs_load_the_plugin(monkeypatch):
+    """With PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 (tox env `noautoload`) the sessions that
+    pytester starts must load the plugin the way such users do: with `-p kerasfreeze`."""
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        monkeypatch.setenv("PYTEST_ADDOPTS", "-p kerasfreeze -p xdist")
+
+
+@pytest.fixture(autouse=True)
 def _seeded():
     keras.utils.set_random_seed(1234)
     yield

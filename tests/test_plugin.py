@@ -86,6 +86,7 @@ def test_markers_are_registered_for_strict_markers(user_project):
 
 def test_p_kerasfreeze_works_with_autoload_disabled(user_project, monkeypatch):
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
     user_project.makepyfile(
         test_user="""
         import pytest
@@ -121,6 +122,7 @@ def test_no_kerasfreeze_disables_the_plugin(user_project):
 @pytest.mark.parametrize("autoload", ["1", ""])
 def test_loading_the_plugin_imports_no_keras_or_backend(pytester, monkeypatch, autoload):
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", autoload)
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
     pytester.makepyfile(
         test_light="""
         import sys

@@ -52,9 +52,20 @@ class Flavor:
 
     def read(self, variable: Any) -> np.ndarray:
         """A numpy array holding its own copy of the variable's current value."""
-        # ``np.array(..., copy=True)`` because ``Variable.numpy()`` may share memory with
-        # the backend buffer (torch does), and the optimizer writes into that buffer.
-        return np.array(variable.numpy(), copy=True)
+        return self.read_replicas(variable)[0]
+
+    def read_replicas(self, variable: Any) -> list[np.ndarray]:
+        """Copies of every replica of the variable; one unless it is distributed
+        (a ``tf.distribute`` mirrored variable, a replicated JAX array)."""
+        raw = self.raw(variable)
+        parts = _replicas(raw)
+        if parts:
+            return [_to_numpy(p) for p in parts]
+        return [_to_numpy(raw)]
+
+    def raw(self, variable: Any) -> Any:
+        """The backend object holding the value."""
+        return variable
 
     def is_built(self, layer: Any) -> bool:
         return bool(getattr(layer, "built", False))
@@ -77,20 +88,10 @@ class Keras3(Flavor):
     def short_name(self, variable: Any) -> str:
         return str(variable.name)
 
-    def read(self, variable: Any) -> np.ndarray:
-        # The backend tensor behind the variable, read in each backend's own way (going
-        # through Variable.__array__ makes numpy 2 warn about its `copy` keyword).
-        raw = variable.value
-        if hasattr(raw, "detach"):  # torch
-            raw = raw.detach().cpu()
-            if str(raw.dtype) == "torch.bfloat16":  # numpy has no bfloat16: go via float32
-                import ml_dtypes
-
-                return raw.float().numpy().astype(ml_dtypes.bfloat16)
-            return raw.numpy().copy()
-        if hasattr(raw, "numpy"):  # TensorFlow
-            return np.array(raw.numpy(), copy=True)
-        return np.array(raw, copy=True)  # JAX
+    def raw(self, variable: Any) -> Any:
+        # The backend tensor behind the Keras variable (going through
+        # Variable.__array__ makes numpy 2 warn about its `copy` keyword).
+        return variable.value
 
 
 class Keras2(Flavor):
@@ -110,6 +111,33 @@ class Keras2(Flavor):
     def short_name(self, variable: Any) -> str:
         # "outer/dense/kernel:0" -> "kernel"
         return str(variable.name).rsplit("/", 1)[-1].split(":", 1)[0]
+
+
+def _replicas(raw: Any) -> list[Any]:
+    """The per-device copies of a distributed value, or ``[]``."""
+    values = getattr(raw, "values", None)
+    if isinstance(values, tuple) and len(values) > 1:  # tf.distribute mirrored variable
+        return list(values)
+    shards = getattr(raw, "addressable_shards", None)
+    sharding = getattr(raw, "sharding", None)
+    if shards and len(shards) > 1 and getattr(sharding, "is_fully_replicated", False):
+        return [shard.data for shard in shards]  # replicated JAX array
+    return []
+
+
+def _to_numpy(raw: Any) -> np.ndarray:
+    """A private numpy copy of one backend tensor, read in that backend's own way."""
+    if hasattr(raw, "detach"):  # torch
+        raw = raw.detach().cpu()
+        if str(raw.dtype) == "torch.bfloat16":  # numpy has no bfloat16: go via float32
+            import ml_dtypes
+
+            return raw.float().numpy().astype(ml_dtypes.bfloat16)
+        # copy: .numpy() shares memory with the tensor the optimizer writes into
+        return raw.numpy().copy()
+    if hasattr(raw, "numpy"):  # TensorFlow
+        return np.array(raw.numpy(), copy=True)
+    return np.array(raw, copy=True)  # JAX, numpy
 
 
 _KERAS3 = Keras3()

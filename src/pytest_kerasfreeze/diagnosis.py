@@ -34,6 +34,7 @@ _MAX_NAMES = 8
 COMPILE_ORDER = "compile-order trap"
 SHARED = "shared weights"
 REALITY = "flag vs reality"
+REPLICAS = "replica drift"
 
 
 @dataclass
@@ -344,6 +345,43 @@ def reality_findings(diff: WeightDiff) -> list[Finding]:
             )
         )
     return findings
+
+
+def replica_findings(diff: WeightDiff) -> list[Finding]:
+    """Distributed weights whose replicas no longer hold the same value."""
+    after = diff.after_snapshot
+    if not after.drift:
+        return []
+    changes = diff.changes
+    drifted = [(changes[i], spread) for i, spread in sorted(after.drift.items())]
+    paths = [c.path for c, _ in drifted]
+    worst = max(spread for _, spread in drifted)
+    model = diff.model_name
+    return [
+        Finding(
+            kind=REPLICAS,
+            model=model,
+            summary=(
+                f"{model}: the replicas of {len(drifted)} distributed weights differ "
+                f"(max |Δ| between replicas {worst:.3g}): {_names(paths)}"
+            ),
+            explanation=(
+                f"{_names(paths)}: the copies kept on each device are no longer equal, so "
+                f"what a check reads depends on the replica. Every replica was read; the "
+                f"first one is what the diff compares."
+            ),
+            fix=(
+                "update distributed variables only through the strategy (optimizer or "
+                "strategy.run / assign under the strategy scope), never one replica."
+            ),
+            layers=_dedupe(p.rpartition("/")[0] or model for p in paths),
+        )
+    ]
+
+
+def diff_findings(diff: WeightDiff) -> list[Finding]:
+    """What one diff shows by itself: flags against reality, drifting replicas."""
+    return reality_findings(diff) + replica_findings(diff)
 
 
 def _dedupe(items: Any) -> list[str]:

@@ -204,6 +204,10 @@ class WeightDiff:
         return str(self._require_before().model.name)
 
     @property
+    def after_snapshot(self) -> Snapshot:
+        return self._filled()
+
+    @property
     def before_trainable(self) -> list[bool]:
         """The trainable flag of each watched weight when the 'before' snapshot was taken."""
         return list(self._require_before().trainable)
@@ -319,12 +323,12 @@ class WeightDiff:
     def diagnose(self, findings: Sequence[Any] = ()) -> list[Any]:
         """``findings`` plus what this diff shows: weights shared through another
         container, flags that disagree with what moved."""
-        from pytest_kerasfreeze.diagnosis import merge, reality_findings, shared_findings
+        from pytest_kerasfreeze.diagnosis import diff_findings, merge, shared_findings
 
         log = checklog.current()
         provenance = log.provenance if log is not None else None
         index = self._require_before().index
-        return merge(findings, shared_findings(index, provenance), reality_findings(self))
+        return merge(findings, shared_findings(index, provenance), diff_findings(self))
 
     # -- output --------------------------------------------------------------------
     def report(self) -> str:

@@ -35,8 +35,15 @@ class Snapshot:
         self.index = index
         self.variables = list(variables)
         self.selectors = tuple(selectors)
-        read = index.flavor.read
-        self.values: list[np.ndarray] = [read(v) for v in self.variables]
+        self.values: list[np.ndarray] = []
+        # Distributed variables: the largest |replica - replica 0| of each that drifted.
+        self.drift: dict[int, float] = {}
+        for i, variable in enumerate(self.variables):
+            first, *others = index.flavor.read_replicas(variable)
+            self.values.append(first)
+            spread = max((_max_abs_difference(first, other) for other in others), default=0.0)
+            if spread:
+                self.drift[i] = spread
         trainable_now = {id(v) for v in index.flavor.trainable_weights(index.model)}
         self.trainable = [id(v) in trainable_now for v in self.variables]
 
@@ -71,6 +78,14 @@ class Snapshot:
         return (
             f"<Snapshot of {len(self)} weights of model {self.model.name!r}, {self.nbytes:,} bytes>"
         )
+
+
+def _max_abs_difference(a: np.ndarray, b: np.ndarray) -> float:
+    if np.array_equal(a, b, equal_nan=np.issubdtype(a.dtype, np.inexact)):
+        return 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        delta = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    return float(np.nanmax(delta)) if np.isfinite(delta).any() else float("inf")
 
 
 def select_weights(model: Any, layers: Sequence[Any]) -> tuple[ModelIndex, list[Any]]:

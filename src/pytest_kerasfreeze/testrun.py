@@ -13,8 +13,8 @@ from pytest_kerasfreeze.compat import flavor_of
 from pytest_kerasfreeze.diagnosis import (
     Finding,
     detect_trap,
+    diff_findings,
     merge,
-    reality_findings,
     shared_findings,
 )
 from pytest_kerasfreeze.exceptions import CompileOrderWarning, FreezeAssertionError
@@ -154,7 +154,7 @@ class TestRun(CheckLog):
                 self.add_finding(model, finding)
             return result
         diff = before.diff(before.retake())
-        found = merge(found, reality_findings(diff))
+        found = merge(found, diff_findings(diff))
         for finding in found:
             self.add_finding(model, finding)
         where = f"{model.name}.{method}()"
