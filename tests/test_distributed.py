@@ -5,6 +5,7 @@ Each runs in a subprocess: the device count must be set before TensorFlow or JAX
 """
 
 import pytest
+
 from kmodels import BACKEND, LEGACY
 
 COMMON = """

@@ -17,7 +17,7 @@ def test_readme_starts_with_two_commands():
     assert text[:first_block].strip() == "# pytest-kerasfreeze"
     examples, tests = readme_commands()[:2]
     assert "pytest -p kerasfreeze examples/" in examples
-    assert "pytest tests/" in tests
+    assert "tox run" in tests
 
 
 def test_ci_runs_the_readme_test_command():
