@@ -10,11 +10,12 @@ from kmodels import keras  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
-def _inner_runs_load_the_plugin(monkeypatch):
+def _inner_runs_load_the_plugin(request, monkeypatch):
     """With PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 (tox env `noautoload`) the sessions that
     pytester starts must load the plugin the way such users do: with `-p kerasfreeze`."""
-    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-        monkeypatch.setenv("PYTEST_ADDOPTS", "-p kerasfreeze -p xdist")
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") and "pytester" in request.fixturenames:
+        request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS when it starts
+        monkeypatch.setenv("PYTEST_ADDOPTS", "-p kerasfreeze -p xdist.plugin")
 
 
 @pytest.fixture(autouse=True)

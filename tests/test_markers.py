@@ -241,7 +241,7 @@ def test_tests_without_marker_or_fixture_take_no_snapshot(user_project):
     user_project.makeconftest(
         """
 import pytest
-from pytest_kerasfreeze.snapshot import Snapshot
+from pytest_kerasfreeze.snapshots import Snapshot
 
 TAKEN = []
 

@@ -107,7 +107,8 @@ def test_p_kerasfreeze_works_with_autoload_disabled(user_project, monkeypatch):
     without.stdout.fnmatch_lines(["*'frozen' not found in `markers` configuration option*"])
 
 
-def test_no_kerasfreeze_disables_the_plugin(user_project):
+def test_no_kerasfreeze_disables_the_plugin(user_project, monkeypatch):
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
     user_project.makepyfile(
         test_user="""
         def test_needs_fixture(weight_tracker):

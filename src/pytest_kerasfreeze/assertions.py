@@ -7,8 +7,8 @@ from types import TracebackType
 from typing import Any
 
 from pytest_kerasfreeze import checklog
-from pytest_kerasfreeze.diff import WeightDiff, check_tolerances
-from pytest_kerasfreeze.snapshot import Snapshot, select_weights
+from pytest_kerasfreeze.snapshots import Snapshot, select_weights
+from pytest_kerasfreeze.weightdiff import WeightDiff, check_tolerances
 
 
 class FreezeCheck:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pytest_kerasfreeze.diagnosis import Finding
-    from pytest_kerasfreeze.diff import WeightDiff
     from pytest_kerasfreeze.provenance import Provenance
+    from pytest_kerasfreeze.weightdiff import WeightDiff
 
 _CURRENT: ContextVar[CheckLog | None] = ContextVar("kerasfreeze_checklog", default=None)
 

@@ -63,6 +63,21 @@ class Flavor:
             return [_to_numpy(p) for p in parts]
         return [_to_numpy(raw)]
 
+    def capture(self, variable: Any) -> tuple[Any, float]:
+        """What a snapshot keeps of the variable, and how far its replicas drift apart
+        (the largest |replica - replica 0|; 0.0 for a variable that is not distributed)."""
+        raw = self.raw(variable)
+        parts = _replicas(raw)
+        if not parts:
+            return capture(raw), 0.0
+        first, *others = [_to_numpy(p) for p in parts]
+        return first, max(_max_abs_difference(first, other) for other in others)
+
+    def unchanged(self, captured: Any, variable: Any) -> bool:
+        """Whether the variable (every replica of it) still holds exactly the captured bits."""
+        raw = self.raw(variable)
+        return all(same_bits(captured, part) for part in _replicas(raw) or [raw])
+
     def raw(self, variable: Any) -> Any:
         """The backend object holding the value."""
         return variable
@@ -113,6 +128,14 @@ class Keras2(Flavor):
         return str(variable.name).rsplit("/", 1)[-1].split(":", 1)[0]
 
 
+def _max_abs_difference(a: np.ndarray, b: np.ndarray) -> float:
+    if np.array_equal(_bits(a), _bits(b)):
+        return 0.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        delta = np.abs(a.astype(np.float64) - b.astype(np.float64))
+    return float(np.nanmax(delta)) if np.isfinite(delta).any() else float("inf")
+
+
 def _replicas(raw: Any) -> list[Any]:
     """The per-device copies of a distributed value, or ``[]``."""
     values = getattr(raw, "values", None)
@@ -125,19 +148,95 @@ def _replicas(raw: Any) -> list[Any]:
     return []
 
 
-def _to_numpy(raw: Any) -> np.ndarray:
-    """A private numpy copy of one backend tensor, read in that backend's own way."""
+# -- snapshots in the backend's own memory --------------------------------------------
+# A captured value is what a snapshot keeps of one variable: on TensorFlow the tensor a
+# read returns (TensorFlow copies a variable's buffer on its next write while a read
+# holds it, so the capture costs nothing until training changes the variable, and stays
+# intact through eager and XLA updates); elsewhere a private numpy copy (JAX donates the
+# old buffers to the next training step, torch updates in place).
+
+
+def _is_tf_resource(raw: Any) -> bool:
+    return hasattr(raw, "read_value") and hasattr(raw, "handle")
+
+
+def capture(raw: Any) -> Any:
+    """What a snapshot keeps of one (non-distributed) variable."""
+    if _is_tf_resource(raw):
+        return raw.read_value()
+    return _to_numpy(raw)
+
+
+def materialize(captured: Any) -> np.ndarray:
+    """A numpy array of a captured value (a copy for TensorFlow, itself otherwise)."""
+    if isinstance(captured, np.ndarray):
+        return captured
+    return np.asarray(captured.numpy())
+
+
+def captured_dtype(captured: Any) -> str:
+    """The numpy name of a captured value's dtype ("float32", "bfloat16", ...)."""
+    if isinstance(captured, np.ndarray):
+        return str(captured.dtype)
+    return str(
+        captured.dtype.as_numpy_dtype.__name__ if False else np.dtype(captured.dtype.as_numpy_dtype)
+    )
+
+
+def captured_nbytes(captured: Any) -> int:
+    if isinstance(captured, np.ndarray):
+        return int(captured.nbytes)
+    return int(np.prod(captured.shape)) * captured.dtype.size
+
+
+def same_bits(captured: Any, raw: Any) -> bool:
+    """Whether the variable still holds exactly the captured bits (NaNs included)."""
+    if not isinstance(captured, np.ndarray) and _is_tf_resource(raw):
+        return _tf_same_bits(captured, raw.read_value())
+    live = _view(raw)
+    if live.shape != captured.shape or live.dtype != captured.dtype:
+        return False
+    return bool(np.array_equal(_bits(captured), _bits(live)))
+
+
+def _bits(array: np.ndarray) -> np.ndarray:
+    """The same memory seen as unsigned integers: equality of bits, NaN payloads too."""
+    if array.dtype.kind in "fcV" and array.dtype.itemsize in (1, 2, 4, 8):
+        return array.view(f"u{array.dtype.itemsize}")
+    return array
+
+
+def _tf_same_bits(a: Any, b: Any) -> bool:
+    import tensorflow as tf
+
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.dtype.is_floating:
+        as_int = {2: tf.int16, 4: tf.int32, 8: tf.int64}[a.dtype.size]
+        a, b = tf.bitcast(a, as_int), tf.bitcast(b, as_int)
+    return bool(tf.reduce_all(tf.equal(a, b)))
+
+
+def _view(raw: Any) -> np.ndarray:
+    """The variable's current value as numpy, without a copy where the backend allows."""
     if hasattr(raw, "detach"):  # torch
         raw = raw.detach().cpu()
-        if str(raw.dtype) == "torch.bfloat16":  # numpy has no bfloat16: go via float32
+        if str(raw.dtype) == "torch.bfloat16":
             import ml_dtypes
 
             return raw.float().numpy().astype(ml_dtypes.bfloat16)
-        # copy: .numpy() shares memory with the tensor the optimizer writes into
-        return raw.numpy().copy()
-    if hasattr(raw, "numpy"):  # TensorFlow
-        return np.array(raw.numpy(), copy=True)
-    return np.array(raw, copy=True)  # JAX, numpy
+        return raw.numpy()
+    if hasattr(raw, "numpy"):  # TensorFlow: always a fresh array
+        return np.asarray(raw.numpy())
+    return np.asarray(raw)  # JAX (read-only view), numpy
+
+
+def _to_numpy(raw: Any) -> np.ndarray:
+    """A private numpy copy of one backend tensor, read in that backend's own way."""
+    if hasattr(raw, "numpy") and not hasattr(raw, "detach"):
+        return np.asarray(raw.numpy())  # TensorFlow hands out a fresh array already
+    # torch shares memory with the tensor the optimizer writes into; JAX with its buffer
+    return np.array(_view(raw), copy=True)
 
 
 _KERAS3 = Keras3()

@@ -28,7 +28,7 @@ from pytest_kerasfreeze.provenance import Assignment, Provenance, TrainableState
 from pytest_kerasfreeze.selection import ModelIndex
 
 if TYPE_CHECKING:
-    from pytest_kerasfreeze.diff import WeightChange, WeightDiff
+    from pytest_kerasfreeze.weightdiff import WeightChange, WeightDiff
 
 _MAX_NAMES = 8
 COMPILE_ORDER = "compile-order trap"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_kerasfreeze.diff import WeightDiff
+    from pytest_kerasfreeze.weightdiff import WeightDiff
 
 
 class FreezeAssertionError(AssertionError):

@@ -11,9 +11,8 @@ from typing import Any
 
 from pytest_kerasfreeze.checklog import selector_text
 from pytest_kerasfreeze.compat import flavor_of
-from pytest_kerasfreeze.diff import check_tolerances
+from pytest_kerasfreeze.weightdiff import check_tolerances
 
-MARKER_NAMES = ("frozen", "trains")
 _KEYWORDS = ("atol", "rtol")
 
 

@@ -10,16 +10,20 @@ from __future__ import annotations
 import warnings
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_kerasfreeze.exceptions import KerasFreezeWarning
-from pytest_kerasfreeze.markers import MARKER_NAMES, MarkerSpec, MarkerUsageError, parse_marker
 from pytest_kerasfreeze.session import REPORT_ATTR, SessionResults
-from pytest_kerasfreeze.testrun import TestRun
-from pytest_kerasfreeze.tracker import WeightTracker
 
-RUN_KEY = pytest.StashKey[TestRun]()
+if TYPE_CHECKING:
+    from pytest_kerasfreeze.tracker import WeightTracker
+
+# The engine (numpy, the Keras adapters) is imported when the first test runs, not when
+# the plugin loads: `pytest --co` and projects without Keras pay nothing for it.
+MARKER_NAMES = ("frozen", "trains")
+RUN_KEY = pytest.StashKey["TestRun"]()
 MARKER_ERROR_KEY = pytest.StashKey[str]()
 
 TRAP_CHOICES = ("warn", "error", "ignore")
@@ -73,7 +77,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(SessionHooks(config), "kerasfreeze-session")
 
 
-def _markers(item: pytest.Item) -> list[MarkerSpec]:
+def _markers(item: pytest.Item) -> list[Any]:
+    from pytest_kerasfreeze.markers import parse_marker
+
     specs = []
     for name in MARKER_NAMES:
         # closest first: function, then class, then module markers
@@ -84,6 +90,9 @@ def _markers(item: pytest.Item) -> list[MarkerSpec]:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator:
+    from pytest_kerasfreeze.markers import MarkerUsageError
+    from pytest_kerasfreeze.testrun import TestRun
+
     try:
         specs = _markers(item)
     except MarkerUsageError as err:
@@ -181,6 +190,8 @@ def weight_tracker(request: pytest.FixtureRequest) -> Iterator[WeightTracker]:
             assert d.by_submodel()["base"][0] == 0
             assert weight_tracker.records[0].model == model.name
     """
+    from pytest_kerasfreeze.tracker import WeightTracker
+
     tracker = WeightTracker()
     run = request.node.stash.get(RUN_KEY, None)
     if run is not None:

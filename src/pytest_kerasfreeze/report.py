@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pytest_kerasfreeze.diff import WeightChange, WeightDiff
+    from pytest_kerasfreeze.weightdiff import WeightChange, WeightDiff
 
 MAX_WEIGHT_ROWS = 20
 MAX_SUBMODEL_ROWS = 25

@@ -22,7 +22,7 @@ from pytest_kerasfreeze.interception import Interception
 from pytest_kerasfreeze.markers import MarkerSpec
 from pytest_kerasfreeze.provenance import Provenance, user_frame
 from pytest_kerasfreeze.selection import ModelIndex
-from pytest_kerasfreeze.snapshot import Snapshot
+from pytest_kerasfreeze.snapshots import Snapshot
 from pytest_kerasfreeze.tracker import TrainingRecord, WeightTracker
 
 _MAX_PATHS = 15

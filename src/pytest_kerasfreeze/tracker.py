@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from pytest_kerasfreeze.diff import WeightDiff
-from pytest_kerasfreeze.snapshot import Snapshot, snapshot
+from pytest_kerasfreeze.snapshots import Snapshot, snapshot
+from pytest_kerasfreeze.weightdiff import WeightDiff
 
 
 @dataclass

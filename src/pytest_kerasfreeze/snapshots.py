@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pytest_kerasfreeze.compat import captured_dtype, captured_nbytes, materialize
 from pytest_kerasfreeze.selection import ModelIndex, require_model
 
 if TYPE_CHECKING:
-    from pytest_kerasfreeze.diff import WeightDiff
+    from pytest_kerasfreeze.weightdiff import WeightDiff
 
 
 class Snapshot:
@@ -31,21 +32,50 @@ class Snapshot:
         index: ModelIndex,
         variables: Sequence[Any],
         selectors: Sequence[Any] = (),
+        *,
+        since: Snapshot | None = None,
     ) -> None:
         self.index = index
         self.variables = list(variables)
         self.selectors = tuple(selectors)
-        self.values: list[np.ndarray] = []
+        flavor = index.flavor
+        # What is kept of each variable (a backend tensor or a numpy copy: compat.capture)
+        self._captured: list[Any] = []
+        # Indexes of the weights known bit-identical to the snapshot ``since`` (shared).
+        self.since = since
+        self.same_as_since: set[int] = set()
         # Distributed variables: the largest |replica - replica 0| of each that drifted.
         self.drift: dict[int, float] = {}
         for i, variable in enumerate(self.variables):
-            first, *others = index.flavor.read_replicas(variable)
-            self.values.append(first)
-            spread = max((_max_abs_difference(first, other) for other in others), default=0.0)
+            if since is not None and flavor.unchanged(since._captured[i], variable):
+                captured, spread = since._captured[i], since.drift.get(i, 0.0)
+                self.same_as_since.add(i)
+            else:
+                captured, spread = flavor.capture(variable)
+            self._captured.append(captured)
             if spread:
                 self.drift[i] = spread
-        trainable_now = {id(v) for v in index.flavor.trainable_weights(index.model)}
+        self._values: list[np.ndarray] | None = None
+        trainable_now = {id(v) for v in flavor.trainable_weights(index.model)}
         self.trainable = [id(v) in trainable_now for v in self.variables]
+
+    @property
+    def values(self) -> list[np.ndarray]:
+        """The kept values as numpy arrays (made on first use where kept by the backend)."""
+        if self._values is None:
+            self._values = [materialize(c) for c in self._captured]
+        return self._values
+
+    def shape_of(self, i: int) -> tuple[int, ...]:
+        return tuple(int(n) for n in self._captured[i].shape)
+
+    def dtype_of(self, i: int) -> str:
+        return captured_dtype(self._captured[i])
+
+    def value(self, i: int) -> np.ndarray:
+        if self._values is not None:
+            return self._values[i]
+        return materialize(self._captured[i])
 
     @property
     def model(self) -> Any:
@@ -53,12 +83,16 @@ class Snapshot:
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the copies."""
-        return sum(value.nbytes for value in self.values)
+        """Bytes of the values kept."""
+        return sum(captured_nbytes(c) for c in self._captured)
 
     def retake(self) -> Snapshot:
-        """A new snapshot of the same weights of the same model, taken now."""
-        return Snapshot(self.index, self.variables, self.selectors)
+        """A new snapshot of the same weights of the same model, taken now.
+
+        A weight whose bits did not change shares this snapshot's value instead of
+        being copied again.
+        """
+        return Snapshot(self.index, self.variables, self.selectors, since=self)
 
     def diff(self, after: Snapshot, *, atol: float = 0.0, rtol: float = 0.0) -> WeightDiff:
         """Compare this snapshot (before) with ``after``: a :class:`WeightDiff`.
@@ -67,7 +101,7 @@ class Snapshot:
         moved when ``allclose(before, after, atol, rtol)`` is false; with the default
         tolerances, any change of value does.
         """
-        from pytest_kerasfreeze.diff import WeightDiff
+        from pytest_kerasfreeze.weightdiff import WeightDiff
 
         return WeightDiff(self, after, atol=atol, rtol=rtol)
 
@@ -78,14 +112,6 @@ class Snapshot:
         return (
             f"<Snapshot of {len(self)} weights of model {self.model.name!r}, {self.nbytes:,} bytes>"
         )
-
-
-def _max_abs_difference(a: np.ndarray, b: np.ndarray) -> float:
-    if np.array_equal(a, b, equal_nan=np.issubdtype(a.dtype, np.inexact)):
-        return 0.0
-    with np.errstate(invalid="ignore", over="ignore"):
-        delta = np.abs(a.astype(np.float64) - b.astype(np.float64))
-    return float(np.nanmax(delta)) if np.isfinite(delta).any() else float("inf")
 
 
 def select_weights(model: Any, layers: Sequence[Any]) -> tuple[ModelIndex, list[Any]]:

@@ -13,7 +13,7 @@ from pytest_kerasfreeze import checklog
 from pytest_kerasfreeze.exceptions import FreezeAssertionError, LayerNotFoundError
 
 if TYPE_CHECKING:
-    from pytest_kerasfreeze.snapshot import Snapshot
+    from pytest_kerasfreeze.snapshots import Snapshot
 
 
 @dataclass(frozen=True)
@@ -71,58 +71,83 @@ def check_tolerances(atol: Any, rtol: Any) -> tuple[float, float]:
     return out[0], out[1]
 
 
+_CHUNK = 1 << 18  # elements per block: statistics never need a temporary as big as a weight
+_UNMOVED = dict(
+    moved=False,
+    max_abs_delta=0.0,
+    rel_delta=0.0,
+    changed_fraction=0.0,
+    changed_elements=0,
+    nonfinite=False,
+)
+
+
+def _bits(array: np.ndarray) -> np.ndarray:
+    if array.dtype.kind in "fcV" and array.dtype.itemsize in (1, 2, 4, 8):
+        return array.view(f"u{array.dtype.itemsize}")
+    return array
+
+
 def compare(before: np.ndarray, after: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
-    """The statistics of one weight's change; the numbers are only computed if it moved."""
+    """The statistics of one weight's change, computed block by block.
+
+    Exact (the default): a change is any change of bits, except that a NaN staying a NaN
+    is none. With ``atol``/``rtol``: ``not isclose(after, before, rtol, atol)``.
+    """
     if before.shape != after.shape:
-        return dict(
-            moved=True,
-            max_abs_delta=math.inf,
-            rel_delta=math.inf,
-            changed_fraction=1.0,
-            changed_elements=after.size,
-            nonfinite=False,
-        )
-    inexact = np.issubdtype(before.dtype, np.inexact) or before.dtype.kind == "V"
-    if atol == 0.0 and rtol == 0.0 and np.array_equal(before, after, equal_nan=inexact):
-        return dict(
-            moved=False,
-            max_abs_delta=0.0,
-            rel_delta=0.0,
-            changed_fraction=0.0,
-            changed_elements=0,
-            nonfinite=False,
-        )
-    b = before.astype(np.float64)
-    a = after.astype(np.float64)
-    close = np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
-    changed = int(close.size - np.count_nonzero(close))
-    if changed == 0:
-        return dict(
-            moved=False,
-            max_abs_delta=0.0,
-            rel_delta=0.0,
-            changed_fraction=0.0,
-            changed_elements=0,
-            nonfinite=False,
-        )
-    same_nan = np.isnan(a) & np.isnan(b)
-    with np.errstate(invalid="ignore", over="ignore"):
-        delta = np.where(same_nan, 0.0, np.abs(a - b))
-    delta = np.where(np.isnan(delta), math.inf, delta)  # inf-inf or finite -> NaN
-    norm_before = float(np.linalg.norm(np.where(np.isfinite(b), b, 0.0)))
-    finite = bool(np.all(np.isfinite(delta)))
-    norm_delta = float(np.sqrt(np.sum(np.square(delta)))) if finite else math.inf
+        return dict(moved=True, max_abs_delta=math.inf, rel_delta=math.inf,
+                    changed_fraction=1.0, changed_elements=after.size, nonfinite=False)  # fmt: skip
+    exact = atol == 0.0 and rtol == 0.0
+    if exact and np.array_equal(_bits(before), _bits(after)):
+        return dict(_UNMOVED)
+    b_all, a_all = before.reshape(-1), after.reshape(-1)
+    floating = b_all.dtype.kind == "f" and b_all.dtype.itemsize >= 4
+    work = b_all.dtype if floating else np.float64  # ints, bool, float16, bfloat16
+    changed = 0
+    max_abs = 0.0
+    sum_sq_delta = 0.0
+    sum_sq_before = 0.0
+    nonfinite = False
+    for start in range(0, b_all.size, _CHUNK):
+        bc, ac = b_all[start : start + _CHUNK], a_all[start : start + _CHUNK]
+        b, a = bc.astype(work, copy=False), ac.astype(work, copy=False)
+        with np.errstate(invalid="ignore", over="ignore"):
+            finite_b = np.where(np.isfinite(b), b, 0)
+            sum_sq_before += float(np.dot(finite_b, finite_b))
+            if exact:
+                mask = _bits(bc) != _bits(ac)
+            else:
+                mask = ~np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
+            if not mask.any():
+                continue
+            delta = np.abs(a - b)
+            if not np.isfinite(delta).all():  # rare: NaN/Inf involved
+                both_nan = np.isnan(a) & np.isnan(b)
+                mask &= ~both_nan
+                delta = np.where(both_nan, 0.0, delta)
+                delta = np.where(np.isnan(delta), math.inf, delta)
+                nonfinite = nonfinite or bool(np.any(np.isfinite(b) & ~np.isfinite(a)))
+            n = int(np.count_nonzero(mask))
+            if not n:
+                continue
+            changed += n
+            max_abs = max(max_abs, float(delta.max()))
+            sum_sq_delta += float(np.dot(delta, delta)) if math.isfinite(max_abs) else math.inf
+    if not changed:
+        return dict(_UNMOVED)
+    norm_delta = math.sqrt(sum_sq_delta)
+    norm_before = math.sqrt(sum_sq_before)
     if norm_before > 0:
         rel = norm_delta / norm_before
     else:
         rel = math.inf if norm_delta > 0 else 0.0
     return dict(
         moved=True,
-        max_abs_delta=float(delta.max()),
+        max_abs_delta=max_abs,
         rel_delta=rel,
-        changed_fraction=changed / close.size,
+        changed_fraction=changed / b_all.size,
         changed_elements=changed,
-        nonfinite=bool(np.any(np.isfinite(b) & ~np.isfinite(a))),
+        nonfinite=nonfinite,
     )
 
 
@@ -173,20 +198,24 @@ class WeightDiff:
     def _compute(self, atol: float, rtol: float) -> list[WeightChange]:
         before, after = self._require_before(), self._filled()
         index = before.index
+        # weights the 'after' snapshot found bit-identical need no comparison at all
+        same = after.same_as_since if after.since is before else set()
         out = []
-        rows = zip(before.variables, before.values, after.values, after.trainable, strict=True)
-        for var, b, a, trainable in rows:
+        for i, (var, trainable) in enumerate(zip(before.variables, after.trainable, strict=True)):
             info = index.info[id(var)]
+            b = before.value(i) if i not in same else None
+            stats = dict(_UNMOVED) if b is None else compare(b, after.value(i), atol, rtol)
+            shape = before.shape_of(i)
             out.append(
                 WeightChange(
                     path=info.path,
                     layer=info.layer,
                     owners=tuple(info.owners),
-                    shape=tuple(int(n) for n in b.shape),
-                    dtype=str(b.dtype),
+                    shape=shape,
+                    dtype=before.dtype_of(i),
                     trainable=trainable,
                     declared_trainable=info.declared_trainable,
-                    **compare(b, a, atol, rtol),
+                    **stats,
                 )
             )
         return out

@@ -1,0 +1,340 @@
+"""pytest-kerasfreeze benchmark: the plugin's checks against the hand-written baseline.
+
+The baseline is what users write today (the keras-io guide's idiom, the old Keras memo's
+``all_weights``): ``before = model.get_weights()``, train, ``after = model.get_weights()``,
+``np.array_equal`` on each pair. Everything is measured in one run, side by side, and
+reported as ratios (median of ``--repeat`` runs). Training itself is never timed: the
+weights are changed by direct assignment between the two timed halves.
+
+    KERAS_BACKEND=tensorflow python benchmarks/bench.py
+    KERAS_BACKEND=jax        python benchmarks/bench.py --repeat 7
+    KERAS_BACKEND=torch      python benchmarks/bench.py --quick   # smaller, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+TARGETS = {
+    "whole model, nothing moved": ("ratio", 0.75),
+    "whole model, everything moved": ("ratio", 1.5),
+    "~10% selection vs whole-model baseline": ("ratio", 0.2),
+    "per-variable overhead": ("us", 30.0),
+    "extra peak memory / watched bytes": ("ratio", 1.1),
+    "plugin load (pytest --co)": ("ms", 50.0),
+    "frozen marker on a small CNN test": ("ratio", 1.10),
+}
+
+
+def median_time(fn, repeat, setup=None):
+    times = []
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def big_model(keras, width, depth):
+    layers = [keras.Input((width,))]
+    layers += [keras.layers.Dense(width, name=f"dense_{i}") for i in range(depth)]
+    return keras.Sequential(layers, name="big")
+
+
+def perturb(model):
+    for variable in model.weights:
+        variable.assign(variable.value + 1e-3)
+
+
+def bench_engine(args, results):
+    import keras
+    import numpy as np
+
+    from pytest_kerasfreeze import snapshot
+
+    width, depth = (1000, 4) if args.quick else (2900, 12)
+    model = big_model(keras, width, depth)
+    params = model.count_params()
+    watched = sum(int(np.prod(w.shape)) * 4 for w in model.weights)
+    print(
+        f"model: {depth} Dense({width}) layers, {params / 1e6:.1f}M parameters, "
+        f"{watched / 2**20:.0f} MiB",
+        flush=True,
+    )
+
+    def baseline_nothing():
+        before = model.get_weights()
+        after = model.get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+    def ours_nothing():
+        before = snapshot(model)
+        before.diff(before.retake()).assert_frozen()
+
+    held = {}
+
+    def baseline_before():
+        held["before"] = model.get_weights()
+
+    def baseline_after():
+        after = model.get_weights()
+        held["equal"] = [np.array_equal(a, b) for a, b in zip(held["before"], after, strict=True)]
+
+    def ours_before():
+        held["snap"] = snapshot(model)
+
+    def ours_after():
+        diff = held["snap"].diff(held["snap"].retake())
+        held["report"] = diff.report()
+        assert len(diff.moved()) == len(model.weights)
+
+    def moved_time(first, second):
+        times = []
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            first()
+            t1 = time.perf_counter() - start
+            perturb(model)  # not timed: stands for training
+            start = time.perf_counter()
+            second()
+            times.append(t1 + time.perf_counter() - start)
+        return statistics.median(times)
+
+    ours_nothing()  # warm up imports and caches
+    base = median_time(baseline_nothing, args.repeat)
+    ours = median_time(ours_nothing, args.repeat)
+    results["whole model, nothing moved"] = (
+        ours / base,
+        f"{ours * 1e3:.0f} ms vs {base * 1e3:.0f} ms",
+    )
+    base_m = moved_time(baseline_before, baseline_after)
+    ours_m = moved_time(ours_before, ours_after)
+    results["whole model, everything moved"] = (
+        ours_m / base_m,
+        f"{ours_m * 1e3:.0f} ms vs {base_m * 1e3:.0f} ms",
+    )
+    held.clear()
+
+    layer = f"dense_{depth // 2}"
+
+    def ours_selection():
+        before = snapshot(model, layer)
+        before.diff(before.retake()).assert_frozen()
+
+    share = 1 / depth
+    sel = median_time(ours_selection, args.repeat)
+    results["~10% selection vs whole-model baseline"] = (
+        sel / base,
+        f"{share:.0%} of the weights: {sel * 1e3:.1f} ms vs {base * 1e3:.0f} ms",
+    )
+    model = None  # free the big model before the next one
+
+    n_layers = 1000
+    inputs = keras.Input((2,))
+    branches = [keras.layers.Dense(1, name=f"d{i}")(inputs) for i in range(n_layers)]
+    small = keras.Model(inputs, keras.layers.Add()(branches), name="many")
+    n_vars = len(small.weights)
+
+    def ours_many():
+        before = snapshot(small)
+        before.diff(before.retake()).assert_frozen()
+
+    def baseline_many():
+        before, after = small.get_weights(), small.get_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
+
+    ours_many()
+    per_var = median_time(ours_many, args.repeat) / n_vars
+    per_var_base = median_time(baseline_many, args.repeat) / n_vars
+    results["per-variable overhead"] = (
+        per_var * 1e6,
+        f"{n_vars} variables; baseline {per_var_base * 1e6:.1f} µs/variable",
+    )
+
+
+MEMORY_PROBE = """
+import os, resource, sys, json
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, {bench_dir!r})
+import keras, numpy as np
+from bench import big_model, perturb
+from pytest_kerasfreeze import snapshot
+model = big_model(keras, {width}, {depth})
+mode = {mode!r}
+before = snapshot(model) if mode == "snapshot" else None
+perturb(model)          # training stands in: every weight changes once
+if before is not None:
+    before.diff(before.retake()).moved()
+print(json.dumps({{"peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}}))
+"""
+
+
+def bench_memory(args, results):
+    width, depth = (1000, 4) if args.quick else (2900, 12)
+    watched = depth * (width * width + width) * 4
+    peaks = {}
+    for mode in ("none", "snapshot"):
+        code = MEMORY_PROBE.format(
+            bench_dir=str(Path(__file__).parent), width=width, depth=depth, mode=mode
+        )
+        out = (
+            subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        peaks[mode] = json.loads(out)["peak_kib"] * 1024
+    extra = peaks["snapshot"] - peaks["none"]
+    results["extra peak memory / watched bytes"] = (
+        extra / watched,
+        f"{extra / 2**20:.0f} MiB extra for {watched / 2**20:.0f} MiB watched "
+        f"(peak RSS, snapshot + training + diff vs training alone)",
+    )
+
+
+def bench_load(args, results):
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(20):
+            Path(tmp, f"test_m{i}.py").write_text(
+                "".join(f"def test_{j}():\n    pass\n\n" for j in range(10))
+            )
+        env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+        def run(*extra):
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "--co",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    *extra,
+                    tmp,
+                ],
+                capture_output=True,
+                check=True,
+                env=env,
+            )
+
+        run("-p", "kerasfreeze")
+        n = max(args.repeat, 7)
+        with_plugin = median_time(lambda: run("-p", "kerasfreeze"), n)
+        without = median_time(lambda: run(), n)
+        heavy = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, pytest_kerasfreeze.plugin; print(sorted(m for m in "
+                "('keras','tensorflow','jax','torch','tf_keras') if m in sys.modules))",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    results["plugin load (pytest --co)"] = (
+        (with_plugin - without) * 1e3,
+        f"{with_plugin * 1e3:.0f} ms vs {without * 1e3:.0f} ms for 200 tests; "
+        f"heavy imports: {heavy}",
+    )
+
+
+def bench_marker(args, results):
+    import keras
+    import numpy as np
+
+    from pytest_kerasfreeze.markers import MarkerSpec
+    from pytest_kerasfreeze.testrun import TestRun
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(320, 16, 16, 3)).astype("float32")
+    y = rng.integers(0, 2, size=(320, 1)).astype("float32")
+
+    def realistic_test():
+        base = keras.Sequential(
+            [
+                keras.Input((16, 16, 3)),
+                keras.layers.Conv2D(16, 3, activation="relu"),
+                keras.layers.BatchNormalization(),
+                keras.layers.Conv2D(16, 3, activation="relu"),
+                keras.layers.GlobalAveragePooling2D(),
+            ],
+            name="base",
+        )
+        base.trainable = False
+        inputs = keras.Input((16, 16, 3))
+        model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(base(inputs)))
+        model.compile(optimizer="adam", loss="binary_crossentropy")
+        model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+
+    def under(run):
+        def go():
+            run.start()
+            try:
+                realistic_test()
+            finally:
+                run.finish()
+
+        return go
+
+    realistic_test()
+    unmarked = median_time(under(TestRun([], trap="ignore")), args.repeat)
+    marked = median_time(lambda: under(TestRun([MarkerSpec("frozen", ("base",))]))(), args.repeat)
+    light = median_time(under(TestRun([])), args.repeat)
+    results["frozen marker on a small CNN test"] = (
+        marked / unmarked,
+        f"{marked * 1e3:.0f} ms vs {unmarked * 1e3:.0f} ms unmarked; unmarked with the trap "
+        f"check on: {light / unmarked:.3f}x",
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="runs per figure (median)")
+    parser.add_argument("--quick", action="store_true", help="a small model, for a smoke run")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+
+    import keras
+
+    print(
+        f"pytest-kerasfreeze benchmark on Keras {keras.__version__}, "
+        f"{keras.backend.backend()} backend, median of {args.repeat}",
+        flush=True,
+    )
+    results = {}
+    bench_engine(args, results)
+    bench_memory(args, results)
+    bench_load(args, results)
+    bench_marker(args, results)
+
+    print(f"\n{'figure':42} {'measured':>10} {'target':>9}  ok   detail")
+    report = {}
+    for name, (unit, limit) in TARGETS.items():
+        value, detail = results[name]
+        ok = value <= limit
+        shown = {"ratio": f"{value:.2f}x", "us": f"{value:.1f} µs", "ms": f"{value:.0f} ms"}[unit]
+        target = {"ratio": f"≤{limit}x", "us": f"≤{limit:g} µs", "ms": f"≤{limit:g} ms"}[unit]
+        print(f"{name:42} {shown:>10} {target:>9}  {'yes' if ok else 'NO ':3}  {detail}")
+        report[name] = {"value": value, "unit": unit, "target": limit, "ok": ok, "detail": detail}
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak RSS of this run: {peak:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
