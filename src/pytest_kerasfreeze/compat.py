@@ -106,6 +106,14 @@ class Keras3(Flavor):
     def raw(self, variable: Any) -> Any:
         # The backend tensor behind the Keras variable (going through
         # Variable.__array__ makes numpy 2 warn about its `copy` keyword).
+        if getattr(variable, "_value", True) is None:
+            raise ValueError(
+                f"weight {variable.path!r} holds no value. On JAX, Keras moves every "
+                f"variable's value into the training state during fit() and puts it back "
+                f"at the end; a fit() that raised left them empty. The model cannot be "
+                f"read or trained any more: build it again (and see the exception that "
+                f"fit() raised)."
+            )
         return variable.value
 
 
