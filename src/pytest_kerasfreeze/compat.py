@@ -168,10 +168,15 @@ def _is_tf_resource(raw: Any) -> bool:
     return hasattr(raw, "read_value") and hasattr(raw, "handle")
 
 
+# Below this size a TensorFlow variable is cheaper to copy to numpy (one eager op) than
+# to keep as a tensor and compare in TensorFlow (several eager ops, ~10 µs each).
+_TF_TENSOR_MIN_BYTES = 1 << 16
+
+
 def capture(raw: Any) -> Any:
     """What a snapshot keeps of one (non-distributed) variable."""
-    if _is_tf_resource(raw):
-        return raw.read_value()
+    if _is_tf_resource(raw) and raw.shape.num_elements() * raw.dtype.size >= _TF_TENSOR_MIN_BYTES:
+        return raw.value()  # one ReadVariableOp; read_value() adds an Identity op
     return _to_numpy(raw)
 
 
@@ -199,8 +204,8 @@ def captured_nbytes(captured: Any) -> int:
 
 def same_bits(captured: Any, raw: Any) -> bool:
     """Whether the variable still holds exactly the captured bits (NaNs included)."""
-    if not isinstance(captured, np.ndarray) and _is_tf_resource(raw):
-        return _tf_same_bits(captured, raw.read_value())
+    if not isinstance(captured, np.ndarray):
+        return _tf_same_bits(captured, raw.value())
     live = _view(raw)
     if live.shape != captured.shape or live.dtype != captured.dtype:
         return False
@@ -241,8 +246,10 @@ def _view(raw: Any) -> np.ndarray:
 
 def _to_numpy(raw: Any) -> np.ndarray:
     """A private numpy copy of one backend tensor, read in that backend's own way."""
+    if _is_tf_resource(raw):  # one ReadVariableOp; the array it gives is our own
+        return np.asarray(raw.value().numpy())
     if hasattr(raw, "numpy") and not hasattr(raw, "detach"):
-        return np.asarray(raw.numpy())  # TensorFlow hands out a fresh array already
+        return np.asarray(raw.numpy())  # a TensorFlow tensor: a fresh array already
     # torch shares memory with the tensor the optimizer writes into; JAX with its buffer
     return np.array(_view(raw), copy=True)
 

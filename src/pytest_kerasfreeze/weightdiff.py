@@ -112,27 +112,38 @@ def compare(before: np.ndarray, after: np.ndarray, atol: float, rtol: float) -> 
         bc, ac = b_all[start : start + _CHUNK], a_all[start : start + _CHUNK]
         b, a = bc.astype(work, copy=False), ac.astype(work, copy=False)
         with np.errstate(invalid="ignore", over="ignore"):
-            finite_b = np.where(np.isfinite(b), b, 0)
-            sum_sq_before += float(np.dot(finite_b, finite_b))
+            sum_sq_before += float(np.dot(b, b))
             if exact:
                 mask = _bits(bc) != _bits(ac)
             else:
                 mask = ~np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
-            if not mask.any():
-                continue
-            delta = np.abs(a - b)
-            if not np.isfinite(delta).all():  # rare: NaN/Inf involved
-                both_nan = np.isnan(a) & np.isnan(b)
-                mask &= ~both_nan
-                delta = np.where(both_nan, 0.0, delta)
-                delta = np.where(np.isnan(delta), math.inf, delta)
-                nonfinite = nonfinite or bool(np.any(np.isfinite(b) & ~np.isfinite(a)))
             n = int(np.count_nonzero(mask))
             if not n:
                 continue
-            changed += n
+            delta = a - b
+            square = float(np.dot(delta, delta))
+            if math.isfinite(square):  # the common case: plain numbers
+                changed += n
+                max_abs = max(max_abs, float(delta.max()), -float(delta.min()))
+                sum_sq_delta += square
+                continue
+            # NaN or Inf involved: a NaN that stays a NaN is no change, any other
+            # non-finite difference is an infinite one
+            both_nan = np.isnan(a) & np.isnan(b)
+            mask &= ~both_nan
+            changed += int(np.count_nonzero(mask))
+            delta = np.where(both_nan, 0.0, np.abs(delta))
+            delta = np.where(np.isnan(delta), math.inf, delta)
+            nonfinite = nonfinite or bool(np.any(np.isfinite(b) & ~np.isfinite(a)))
             max_abs = max(max_abs, float(delta.max()))
-            sum_sq_delta += float(np.dot(delta, delta)) if math.isfinite(max_abs) else math.inf
+            sum_sq_delta = (
+                math.inf
+                if not np.isfinite(delta).all()
+                else sum_sq_delta + float(np.dot(delta, delta))
+            )
+    if not math.isfinite(sum_sq_before):  # non-finite before: measure the finite part
+        finite = before[np.isfinite(before.astype(np.float64))].astype(np.float64)
+        sum_sq_before = float(np.dot(finite, finite))
     if not changed:
         return dict(_UNMOVED)
     norm_delta = math.sqrt(sum_sq_delta)
