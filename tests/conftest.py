@@ -8,14 +8,20 @@ import pytest  # noqa: E402
 
 from kmodels import keras  # noqa: E402
 
+INNER_PLUGINS = "-p kerasfreeze -p xdist.plugin"
+
 
 @pytest.fixture(autouse=True)
-def _inner_runs_load_the_plugin(request, monkeypatch):
-    """With PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 (tox env `noautoload`) the sessions that
-    pytester starts must load the plugin the way such users do: with `-p kerasfreeze`."""
-    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD") and "pytester" in request.fixturenames:
+def _inner_runs(request, monkeypatch):
+    """Sessions that pytester starts run their tests in file order (the random order is
+    tested on purpose in test_hygiene.py); with PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 (tox env
+    `noautoload`) they load the plugin the way such users do: with `-p kerasfreeze`."""
+    if "pytester" in request.fixturenames:
         request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS when it starts
-        monkeypatch.setenv("PYTEST_ADDOPTS", "-p kerasfreeze -p xdist.plugin")
+        options = "-p no:randomly"
+        if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+            options += " " + INNER_PLUGINS
+        monkeypatch.setenv("PYTEST_ADDOPTS", options)
 
 
 @pytest.fixture(autouse=True)

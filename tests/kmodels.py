@@ -115,3 +115,35 @@ def custom_train_step(model, optimizer, x, y):
             loss = tf.reduce_mean(tf.square(model(x, training=True) - y))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+
+
+# An inner conftest that checks, after every test, that each Keras attribute the plugin
+# patches is exactly the object it was before the test (identity), and offers patched().
+HYGIENE_CONFTEST = """
+import keras
+import pytest
+
+TARGETS = [
+    (cls, name)
+    for cls in (*keras.Model.__mro__, *keras.layers.Layer.__mro__)
+    for name in ("fit", "train_on_batch", "compile", "trainable")
+    if name in cls.__dict__
+]
+
+def patched():
+    # the plugin's wrappers carry the original they replace
+    return sorted(
+        f"{cls.__name__}.{name}"
+        for cls, name in TARGETS
+        if getattr(cls.__dict__[name], "__kerasfreeze_original__", None) is not None
+    )
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item):
+    # the outermost wrapper: the plugin has undone its patches when this resumes
+    before = {(cls, name): cls.__dict__[name] for cls, name in TARGETS}
+    result = yield
+    left = [f"{c.__name__}.{n}" for (c, n), v in before.items() if c.__dict__[n] is not v]
+    assert left == [], f"left patched after {item.name}: {left}"
+    return result
+"""

@@ -2,6 +2,8 @@
 
 import pytest
 
+from kmodels import HYGIENE_CONFTEST
+
 HEADER = """
 import pytest
 from usermodels import make_model, X, Y, keras
@@ -163,36 +165,6 @@ def test_module_marker_alone():
     assert [c["check"] for c in data["test_user.py::test_module_marker_alone"]["checks"]] == [
         "@pytest.mark.frozen('base')"
     ]
-
-
-HYGIENE_CONFTEST = """
-import keras
-import pytest
-
-TARGETS = [
-    (cls, name)
-    for cls in (*keras.Model.__mro__, *keras.layers.Layer.__mro__)
-    for name in ("fit", "train_on_batch", "compile", "trainable")
-    if name in cls.__dict__
-]
-
-def patched():
-    # the plugin's wrappers carry the original they replace
-    return sorted(
-        f"{cls.__name__}.{name}"
-        for cls, name in TARGETS
-        if getattr(cls.__dict__[name], "__kerasfreeze_original__", None) is not None
-    )
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item):
-    # the outermost wrapper: the plugin has undone its patches when this resumes
-    before = {(cls, name): cls.__dict__[name] for cls, name in TARGETS}
-    result = yield
-    left = [f"{c.__name__}.{n}" for (c, n), v in before.items() if c.__dict__[n] is not v]
-    assert left == [], f"left patched after {item.name}: {left}"
-    return result
-"""
 
 
 @pytest.mark.parametrize("trap", ["warn", "ignore"])

@@ -75,7 +75,7 @@ def test_checks_leave_the_model_as_it_was(weight_tracker):
     assert model.optimizer is optimizer
     assert model.train_function is train_function
     assert model.loss is loss
-    assert getattr(model, "compiled", model._is_compiled)  # tf_keras: _is_compiled
+    assert model.compiled if hasattr(model, "compiled") else model._is_compiled  # tf_keras
     assert [layer.trainable for layer in model._flatten_layers()] == flags
     assert [w.tobytes() for w in model.get_weights()] == weights
     assert base.trainable is False
