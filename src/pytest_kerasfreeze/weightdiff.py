@@ -113,20 +113,33 @@ def compare(before: np.ndarray, after: np.ndarray, atol: float, rtol: float) -> 
         b, a = bc.astype(work, copy=False), ac.astype(work, copy=False)
         with np.errstate(invalid="ignore", over="ignore"):
             sum_sq_before += float(np.dot(b, b))
+            delta = a - b
             if exact:
-                mask = _bits(bc) != _bits(ac)
+                # Counting from the difference saves a pass; a block of equal values can
+                # still differ in bits (-0.0 vs 0.0, NaN payloads), so those are checked
+                # bit by bit. (A zero whose sign flips in a block that also has real
+                # changes is not counted in changed_elements; `moved` never misses it.)
+                n = int(np.count_nonzero(delta))  # a NaN counts too; settled below
+                if not n:
+                    mask = _bits(bc) != _bits(ac)
+                    n = int(np.count_nonzero(mask))
+                    if n:
+                        changed += n
+                    continue
+                mask = None
             else:
                 mask = ~np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
-            n = int(np.count_nonzero(mask))
-            if not n:
-                continue
-            delta = a - b
+                n = int(np.count_nonzero(mask))
+                if not n:
+                    continue
             square = float(np.dot(delta, delta))
             if math.isfinite(square):  # the common case: plain numbers
                 changed += n
                 max_abs = max(max_abs, float(delta.max()), -float(delta.min()))
                 sum_sq_delta += square
                 continue
+            if mask is None:
+                mask = _bits(bc) != _bits(ac)
             # NaN or Inf involved: a NaN that stays a NaN is no change, any other
             # non-finite difference is an infinite one
             both_nan = np.isnan(a) & np.isnan(b)
