@@ -295,42 +295,35 @@ def _unique(variables: Iterable[Any]) -> list[Any]:
 # but before the train function was built, "after-build" = changed after it was built
 # (by the first fit()/train_on_batch()); direction "freeze" or "unfreeze".
 # Values: (outcome, what happens) with outcome "honoured", "ignored" or "raises".
-TRAP_SEMANTICS: dict[tuple[str, str, str], tuple[str, str]] = {}
-for _direction in ("freeze", "unfreeze"):
-    TRAP_SEMANTICS.update(
-        {
-            ("tf_keras", "after-compile", _direction): (
-                "ignored",
-                "ignored: the flags at compile() rule until the next compile()",
-            ),
-            ("tf_keras", "after-build", _direction): (
-                "ignored",
-                "ignored until the next compile(): the flags at compile() rule",
-            ),
-            ("tensorflow", "after-compile", _direction): (
-                "honoured",
-                "honoured: the flags at the first fit()/train_on_batch() rule",
-            ),
-            ("tensorflow", "after-build", _direction): (
-                "ignored",
-                "ignored until the next compile(): the train function built by the first "
-                "fit() keeps training the variables it was built with",
-            ),
-            ("jax", "after-compile", _direction): (
-                "honoured",
-                "honoured: the flags at the first fit()/train_on_batch() rule",
-            ),
-            ("jax", "after-build", _direction): (
-                "raises",
-                "fit() raises an optimizer ValueError: the optimizer state was built for "
-                "the variables trainable at the first fit()",
-            ),
-            ("torch", "after-compile", _direction): (
-                "honoured",
-                "honoured: the flags at the first fit()/train_on_batch() rule",
-            ),
-        }
-    )
+_FIRST_FIT_RULES = ("honoured", "honoured: the flags at the first fit()/train_on_batch() rule")
+_BY_PHASE: dict[tuple[str, str], tuple[str, str]] = {
+    ("tf_keras", "after-compile"): (
+        "ignored",
+        "ignored: the flags at compile() rule until the next compile()",
+    ),
+    ("tf_keras", "after-build"): (
+        "ignored",
+        "ignored until the next compile(): the flags at compile() rule",
+    ),
+    ("tensorflow", "after-compile"): _FIRST_FIT_RULES,
+    ("tensorflow", "after-build"): (
+        "ignored",
+        "ignored until the next compile(): the train function built by the first fit() "
+        "keeps training the variables it was built with",
+    ),
+    ("jax", "after-compile"): _FIRST_FIT_RULES,
+    ("jax", "after-build"): (
+        "raises",
+        "fit() raises an optimizer ValueError: the optimizer state was built for the "
+        "variables trainable at the first fit()",
+    ),
+    ("torch", "after-compile"): _FIRST_FIT_RULES,
+}
+TRAP_SEMANTICS: dict[tuple[str, str, str], tuple[str, str]] = {
+    (runtime, phase, direction): behaviour
+    for (runtime, phase), behaviour in _BY_PHASE.items()
+    for direction in ("freeze", "unfreeze")
+}
 TRAP_SEMANTICS[("torch", "after-build", "freeze")] = (
     "honoured",
     "honoured for freezing: the frozen variables get no gradient",

@@ -298,53 +298,48 @@ def reality_findings(diff: WeightDiff) -> list[Finding]:
             stuck.append(change)
         elif not change.trainable and change.moved:
             moving.append(change)
-    findings = []
     model = diff.model_name
+    findings = []
     if moving:
-        layers = _dedupe(c.path.rpartition("/")[0] or model for c in moving)
         findings.append(
-            Finding(
-                kind=REALITY,
-                model=model,
-                summary=(
-                    f"{model}: flag says frozen, but {len(moving)} weights moved ({_names(layers)})"
-                ),
-                explanation=(
-                    f"{_names([c.path for c in moving])}: trainable=False now and before, yet "
-                    f"they changed. Most often the compile-order trap: the flag was set after "
-                    f"compile() or after the first fit(), and this Keras still trains the "
-                    f"variables fixed then. A custom train_step that updates model.weights "
-                    f"would do it too."
-                ),
-                fix="set `trainable`, then call compile() again before training.",
-                layers=layers,
+            _reality(
+                model,
+                moving,
+                "flag says frozen, but {n} weights moved",
+                "trainable=False now and before, yet they changed. Most often the "
+                "compile-order trap: the flag was set after compile() or after the first "
+                "fit(), and this Keras still trains the variables fixed then. A custom "
+                "train_step that updates model.weights would do it too.",
+                "set `trainable`, then call compile() again before training.",
             )
         )
     if stuck:
-        layers = _dedupe(c.path.rpartition("/")[0] or model for c in stuck)
         findings.append(
-            Finding(
-                kind=REALITY,
-                model=model,
-                summary=(
-                    f"{model}: flag says trainable, but {len(stuck)} weights did not move "
-                    f"({_names(layers)})"
-                ),
-                explanation=(
-                    f"{_names([c.path for c in stuck])}: trainable=True now and before, yet "
-                    f"unchanged. Possible causes: the compile-order trap (the flags at "
-                    f"compile() or at the first fit() rule), no gradient reaching them (not "
-                    f"connected to the loss, dead activations), a zero learning rate, or a "
-                    f"train_step that does not update them."
-                ),
-                fix=(
-                    "check that these layers feed the loss and that the model was compiled "
-                    "after its flags were set."
-                ),
-                layers=layers,
+            _reality(
+                model,
+                stuck,
+                "flag says trainable, but {n} weights did not move",
+                "trainable=True now and before, yet unchanged. Possible causes: the "
+                "compile-order trap (the flags at compile() or at the first fit() rule), no "
+                "gradient reaching them (not connected to the loss, dead activations), a "
+                "zero learning rate, or a train_step that does not update them.",
+                "check that these layers feed the loss and that the model was compiled "
+                "after its flags were set.",
             )
         )
     return findings
+
+
+def _reality(model: str, changes: Sequence[WeightChange], what: str, why: str, fix: str) -> Finding:
+    layers = _dedupe(c.path.rpartition("/")[0] or model for c in changes)
+    return Finding(
+        kind=REALITY,
+        model=model,
+        summary=f"{model}: {what.format(n=len(changes))} ({_names(layers)})",
+        explanation=f"{_names([c.path for c in changes])}: {why}",
+        fix=fix,
+        layers=layers,
+    )
 
 
 def replica_findings(diff: WeightDiff) -> list[Finding]:
