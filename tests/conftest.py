@@ -8,7 +8,7 @@ import pytest  # noqa: E402
 
 from kmodels import keras  # noqa: E402
 
-INNER_PLUGINS = "-p kerasfreeze -p xdist.plugin"
+INNER_PLUGINS = "-p kerasfreeze -p xdist"
 
 
 @pytest.fixture(autouse=True)
