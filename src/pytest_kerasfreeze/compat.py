@@ -50,10 +50,6 @@ class Flavor:
         """The variable's own name, without layer scopes (``"kernel"``)."""
         raise NotImplementedError
 
-    def read(self, variable: Any) -> np.ndarray:
-        """A numpy array holding its own copy of the variable's current value."""
-        return self.read_replicas(variable)[0]
-
     def read_replicas(self, variable: Any) -> list[np.ndarray]:
         """Copies of every replica of the variable; one unless it is distributed
         (a ``tf.distribute`` mirrored variable, a replicated JAX array)."""

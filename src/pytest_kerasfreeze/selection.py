@@ -131,9 +131,6 @@ class ModelIndex:
         """Every path at which ``layer`` sits in the tree (none if it is not in it)."""
         return list(self._paths_by_layer.get(id(layer), []))
 
-    def layer_weights(self, layer: Any) -> list[Any]:
-        return self.flavor.weights(layer)
-
     # -- selectors -----------------------------------------------------------------
     def select(self, selectors: Sequence[Any]) -> list[Any]:
         """The variables (in model order) held by the layers the selectors name.
