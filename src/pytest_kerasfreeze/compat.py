@@ -133,7 +133,7 @@ class Keras2(Flavor):
 
 
 def _max_abs_difference(a: np.ndarray, b: np.ndarray) -> float:
-    if np.array_equal(_bits(a), _bits(b)):
+    if np.array_equal(bit_view(a), bit_view(b)):
         return 0.0
     with np.errstate(invalid="ignore", over="ignore"):
         delta = np.abs(a.astype(np.float64) - b.astype(np.float64))
@@ -205,10 +205,10 @@ def same_bits(captured: Any, raw: Any) -> bool:
     live = _view(raw)
     if live.shape != captured.shape or live.dtype != captured.dtype:
         return False
-    return bool(np.array_equal(_bits(captured), _bits(live)))
+    return bool(np.array_equal(bit_view(captured), bit_view(live)))
 
 
-def _bits(array: np.ndarray) -> np.ndarray:
+def bit_view(array: np.ndarray) -> np.ndarray:
     """The same memory seen as unsigned integers: equality of bits, NaN payloads too."""
     if array.dtype.kind in "fcV" and array.dtype.itemsize in (1, 2, 4, 8):
         return array.view(f"u{array.dtype.itemsize}")

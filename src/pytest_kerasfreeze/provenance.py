@@ -54,12 +54,16 @@ def assigned_by_keras() -> bool:
     return frame is not None and _package(frame) in ("keras", "tf_keras", "tensorflow")
 
 
-def user_location() -> str:
-    """``path:line`` of :func:`user_frame`."""
-    frame = user_frame()
+def frame_location(frame: Any) -> str:
+    """``path:line`` of a frame, the path relative to the current directory when under it."""
     if frame is None:
         return "<unknown>"
     return f"{_short(frame.f_code.co_filename)}:{frame.f_lineno}"
+
+
+def user_location() -> str:
+    """``path:line`` of :func:`user_frame`."""
+    return frame_location(user_frame())
 
 
 def _short(filename: str) -> str:

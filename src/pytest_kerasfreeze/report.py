@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pytest_kerasfreeze.checklog import selector_text
+
 if TYPE_CHECKING:
     from pytest_kerasfreeze.weightdiff import WeightChange, WeightDiff
 
@@ -33,7 +35,7 @@ class Expectation:
     def target(self) -> str:
         if not self.layers:
             return "the whole model"
-        return ", ".join(repr(getattr(s, "name", s)) for s in self.layers)
+        return selector_text(self.layers)
 
     def describe(self) -> str:
         if self.kind == "frozen":

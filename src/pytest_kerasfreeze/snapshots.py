@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pytest_kerasfreeze.checklog import selector_text
 from pytest_kerasfreeze.compat import captured_dtype, captured_nbytes, materialize
 from pytest_kerasfreeze.selection import ModelIndex, require_model
 
@@ -120,7 +121,7 @@ def select_weights(model: Any, layers: Sequence[Any]) -> tuple[ModelIndex, list[
     index = ModelIndex(model, flavor)
     variables = index.select(layers)
     if not variables:
-        names = ", ".join(repr(getattr(s, "name", s)) for s in layers)
+        names = selector_text(layers)
         raise ValueError(
             f"the layers selected ({names}) of model {model.name!r} hold no weights: "
             f"there is nothing to watch. Select layers that have weights "

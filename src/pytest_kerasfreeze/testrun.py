@@ -20,7 +20,7 @@ from pytest_kerasfreeze.diagnosis import (
 from pytest_kerasfreeze.exceptions import CompileOrderWarning, FreezeAssertionError
 from pytest_kerasfreeze.interception import Interception
 from pytest_kerasfreeze.markers import MarkerSpec
-from pytest_kerasfreeze.provenance import Provenance, user_frame
+from pytest_kerasfreeze.provenance import Provenance, frame_location, user_frame
 from pytest_kerasfreeze.selection import ModelIndex
 from pytest_kerasfreeze.snapshots import Snapshot
 from pytest_kerasfreeze.tracker import TrainingRecord, WeightTracker
@@ -126,7 +126,7 @@ class TestRun(CheckLog):
         entry.paths = index.paths()
         plans = self._plans(index)  # may raise for an ambiguous selector: before training
         frame = user_frame()
-        trap, state_now = detect_trap(model, method, index, self.provenance, _where(frame))
+        trap, state_now = detect_trap(model, method, index, self.provenance, frame_location(frame))
         if trap is not None:
             self.add_finding(model, trap)
             self._report_trap(model, trap, frame)
@@ -262,14 +262,6 @@ class TestRun(CheckLog):
             for spec in self.markers
             if spec.checks and spec.unmatched()
         ]
-
-
-def _where(frame: Any) -> str:
-    if frame is None:
-        return "<unknown>"
-    from pytest_kerasfreeze.provenance import _short
-
-    return f"{_short(frame.f_code.co_filename)}:{frame.f_lineno}"
 
 
 def _add_note(err: BaseException, note: str) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pytest_kerasfreeze import checklog
+from pytest_kerasfreeze.compat import bit_view
 from pytest_kerasfreeze.exceptions import FreezeAssertionError, LayerNotFoundError
 
 if TYPE_CHECKING:
@@ -82,12 +83,6 @@ _UNMOVED = dict(
 )
 
 
-def _bits(array: np.ndarray) -> np.ndarray:
-    if array.dtype.kind in "fcV" and array.dtype.itemsize in (1, 2, 4, 8):
-        return array.view(f"u{array.dtype.itemsize}")
-    return array
-
-
 def compare(before: np.ndarray, after: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
     """The statistics of one weight's change, computed block by block.
 
@@ -98,7 +93,7 @@ def compare(before: np.ndarray, after: np.ndarray, atol: float, rtol: float) -> 
         return dict(moved=True, max_abs_delta=math.inf, rel_delta=math.inf,
                     changed_fraction=1.0, changed_elements=after.size, nonfinite=False)  # fmt: skip
     exact = atol == 0.0 and rtol == 0.0
-    if exact and np.array_equal(_bits(before), _bits(after)):
+    if exact and np.array_equal(bit_view(before), bit_view(after)):
         return dict(_UNMOVED)
     b_all, a_all = before.reshape(-1), after.reshape(-1)
     floating = b_all.dtype.kind == "f" and b_all.dtype.itemsize >= 4
@@ -121,7 +116,7 @@ def compare(before: np.ndarray, after: np.ndarray, atol: float, rtol: float) -> 
                 # changes is not counted in changed_elements; `moved` never misses it.)
                 n = int(np.count_nonzero(delta))  # a NaN counts too; settled below
                 if not n:
-                    mask = _bits(bc) != _bits(ac)
+                    mask = bit_view(bc) != bit_view(ac)
                     n = int(np.count_nonzero(mask))
                     if n:
                         changed += n
@@ -139,7 +134,7 @@ def compare(before: np.ndarray, after: np.ndarray, atol: float, rtol: float) -> 
                 sum_sq_delta += square
                 continue
             if mask is None:
-                mask = _bits(bc) != _bits(ac)
+                mask = bit_view(bc) != bit_view(ac)
             # NaN or Inf involved: a NaN that stays a NaN is no change, any other
             # non-finite difference is an infinite one
             both_nan = np.isnan(a) & np.isnan(b)
@@ -419,6 +414,4 @@ class WeightDiff:
 
 
 def _selection_text(selectors: Sequence[Any]) -> str:
-    if not selectors:
-        return "all weights"
-    return ", ".join(repr(getattr(s, "name", s)) for s in selectors)
+    return checklog.selector_text(selectors) if selectors else "all weights"
