@@ -79,6 +79,84 @@ def test_snapshot_survives_compiled_training():
     )  # tf_keras: BN stats stay
 
 
+def _train_with(model, how):
+    """Change the model's weights in one of the ways users do."""
+    x, y = data()
+    if how in ("fit-eager", "fit-graph", "fit-xla"):
+        kwargs = {} if LEGACY else {"jit_compile": how == "fit-xla"}
+        model.compile(optimizer="adam", loss="mse", run_eagerly=how == "fit-eager", **kwargs)
+        model.fit(x, y, epochs=2, verbose=0)
+    elif how == "train_on_batch":
+        model.train_on_batch(x, y)
+    elif how == "gradient-tape":
+        import tensorflow as tf
+
+        optimizer = keras.optimizers.SGD(0.1)
+        for _ in range(2):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_mean((model(x, training=True) - y) ** 2)
+            grads = tape.gradient(loss, model.trainable_weights)
+            optimizer.apply_gradients(zip(grads, model.trainable_weights, strict=True))
+    elif how == "assign-add":
+        for w in model.weights:
+            w.assign_add(np.ones(w.shape, dtype=w.numpy().dtype))
+    elif how == "set_weights":
+        model.set_weights([w + 1 for w in model.get_weights()])
+    else:  # pragma: no cover - a typo in the parametrization
+        raise AssertionError(how)
+
+
+WRITES = ["fit-eager", "fit-graph", "train_on_batch", "assign-add", "set_weights"]
+if BACKEND != "torch":
+    WRITES.append("fit-xla")
+if BACKEND == "tensorflow":
+    WRITES.append("gradient-tape")
+
+
+@pytest.mark.parametrize("how", WRITES)
+def test_snapshot_survives_every_kind_of_write(how):
+    """What a snapshot keeps never changes, however the weights are written after it.
+    (TensorFlow keeps a view of the buffer a read returned and relies on TensorFlow
+    copying the buffer before any write while the view holds it; JAX donates buffers,
+    torch writes in place.)"""
+    model, _ = base_and_head(freeze_base=False)
+    expected = [w.copy() for w in model.get_weights()]
+    before = snapshot(model)
+    _train_with(model, how)
+    for kept, want in zip(before.values, expected, strict=True):
+        np.testing.assert_array_equal(kept, want)
+    after = before.retake()
+    d = before.diff(after)
+    moved = {c.path for c in d.moved()}
+    assert {"base/base_dense/kernel", "head/kernel", "head/bias"} <= moved
+    for kept, now in zip(after.values, model.get_weights(), strict=True):
+        np.testing.assert_array_equal(kept, now)
+
+
+def test_snapshot_values_are_read_only():
+    """A user cannot change what a snapshot saw through the arrays it hands out."""
+    model, _ = base_and_head(freeze_base=False)
+    before = snapshot(model)
+    with pytest.raises(ValueError, match="read-only"):
+        before.values[0][...] = 0
+    assert before.diff(before.retake()).moved() == []
+
+
+def test_rewritten_with_the_same_bits_is_unchanged_but_other_bits_are_not():
+    """A weight written again with exactly its bits did not move (the comparison reads
+    it, it does not judge by the write); -0.0 for 0.0 and another NaN payload did."""
+    model, _ = base_and_head(freeze_base=False)
+    before = snapshot(model, "head")
+    bias = model.get_layer("head").weights[1]
+    bias.assign(bias.numpy().copy())
+    assert before.diff(before.retake()).moved() == []
+    bias.assign(np.array([0.0], dtype="float32"))
+    zero = snapshot(model, "head")
+    bias.assign(np.array([-0.0], dtype="float32"))
+    [change] = zero.diff(zero.retake()).moved()
+    assert change.path == "head/bias" and change.max_abs_delta == 0.0
+
+
 def test_snapshot_copies_only_the_selected_weights(seed):
     model_fixed, *_ = seed
     snap = snapshot(model_fixed, "head")

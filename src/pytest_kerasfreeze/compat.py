@@ -11,7 +11,7 @@ hierarchy of the object the user passed, so merely loading the plugin stays chea
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -45,6 +45,12 @@ class Flavor:
     def trainable_weights(self, layer: Any) -> list[Any]:
         """The weights a fresh ``compile()`` would train, after every flag is applied."""
         return list(layer.trainable_weights)
+
+    def trainable_now(self, model: Any, variables: Sequence[Any]) -> list[bool]:
+        """For each of ``variables`` (weights of ``model``): would a fresh ``compile()``
+        train it?"""
+        trainable = {id(v) for v in self.trainable_weights(model)}
+        return [id(v) in trainable for v in variables]
 
     def short_name(self, variable: Any) -> str:
         """The variable's own name, without layer scopes (``"kernel"``)."""
@@ -99,10 +105,26 @@ class Keras3(Flavor):
     def short_name(self, variable: Any) -> str:
         return str(variable.name)
 
+    def trainable_now(self, model: Any, variables: Sequence[Any]) -> list[bool]:
+        # Keras 3's Layer.trainable_weights is `[v for v in self.weights if v.trainable]`
+        # when the layer's own flag is on, [] otherwise (a layer's flag reaches its
+        # sublayers' variables through the setter); reading it that way saves walking
+        # the whole tree again. A model class with its own property keeps its answer.
+        if type(model).trainable_weights is not _keras3_layer_class(model).trainable_weights:
+            return super().trainable_now(model, variables)
+        if not model.trainable:
+            return [False] * len(variables)
+        return [bool(v.trainable) for v in variables]
+
     def raw(self, variable: Any) -> Any:
-        # The backend tensor behind the Keras variable (going through
-        # Variable.__array__ makes numpy 2 warn about its `copy` keyword).
-        if getattr(variable, "_value", True) is None:
+        # The backend object behind the Keras variable: its storage, read directly
+        # (``variable.value`` adds stateless-scope and autocast handling, ~2.5 µs, that
+        # never applies to a snapshot; going through Variable.__array__ would make
+        # numpy 2 warn about its `copy` keyword).
+        raw = getattr(variable, "_value", _MISSING)
+        if raw is _MISSING:
+            return variable.value
+        if raw is None:
             raise ValueError(
                 f"weight {variable.path!r} holds no value. On JAX, Keras moves every "
                 f"variable's value into the training state during fit() and puts it back "
@@ -110,7 +132,17 @@ class Keras3(Flavor):
                 f"read or trained any more: build it again (and see the exception that "
                 f"fit() raised)."
             )
-        return variable.value
+        return raw
+
+
+_MISSING = object()
+
+
+def _keras3_layer_class(obj: Any) -> type:
+    for cls in type(obj).__mro__:
+        if cls.__name__ == "Layer" and cls.__module__ == _KERAS3_LAYER_MODULE:
+            return cls
+    raise TypeError(f"{type(obj).__name__} is not a Keras 3 layer")
 
 
 class Keras2(Flavor):
@@ -133,7 +165,7 @@ class Keras2(Flavor):
 
 
 def _max_abs_difference(a: np.ndarray, b: np.ndarray) -> float:
-    if np.array_equal(bit_view(a), bit_view(b)):
+    if equal_bits(a, b):
         return 0.0
     with np.errstate(invalid="ignore", over="ignore"):
         delta = np.abs(a.astype(np.float64) - b.astype(np.float64))
@@ -153,43 +185,69 @@ def _replicas(raw: Any) -> list[Any]:
 
 
 # -- snapshots in the backend's own memory --------------------------------------------
-# A captured value is what a snapshot keeps of one variable: on TensorFlow the tensor a
-# read returns (TensorFlow copies a variable's buffer on its next write while a read
-# holds it, so the capture costs nothing until training changes the variable, and stays
-# intact through eager and XLA updates); elsewhere a private numpy copy (JAX donates the
-# old buffers to the next training step, torch updates in place).
+# A captured value is what a snapshot keeps of one variable.  On TensorFlow it is the
+# buffer a read returns: ``ReadVariableOp`` hands out the variable's own buffer, and
+# while anyone holds it TensorFlow copies the buffer on the variable's next write
+# (eager and XLA updates alike), so a capture costs one read and no copy until training
+# changes the variable; on CPU it is kept as a read-only numpy view of that buffer, on
+# an accelerator as the device tensor.  Elsewhere it is a private numpy copy: JAX
+# donates the old buffers to the next training step, torch updates in place.
 
 
 def _is_tf_resource(raw: Any) -> bool:
     return hasattr(raw, "read_value") and hasattr(raw, "handle")
 
 
-# Below this size a TensorFlow variable is cheaper to copy to numpy (one eager op) than
-# to keep as a tensor and compare in TensorFlow (several eager ops, ~10 µs each).
-_TF_TENSOR_MIN_BYTES = 1 << 16
+def _tf_read(raw: Any) -> Any:
+    """The variable's current buffer, as a tensor: one ``ReadVariableOp``, no copy.
+
+    Called directly rather than through ``raw.value()``/``raw.numpy()``: those add an
+    ``Identity`` op, gradient-tape bookkeeping and name scopes (~10 µs per variable)."""
+    from tensorflow.python.ops.gen_resource_variable_ops import read_variable_op
+
+    return read_variable_op(raw.handle, raw.dtype)
+
+
+def _tf_on_host(raw: Any) -> bool:
+    return "GPU" not in raw.handle.device and "TPU" not in raw.handle.device
+
+
+def _host_view(tensor: Any) -> np.ndarray:
+    """A read-only numpy view of a host tensor's buffer (``.numpy()`` would copy it);
+    the view keeps the buffer alive."""
+    array = tensor._numpy()
+    if not isinstance(array, np.ndarray):  # a scalar of an exotic type
+        array = np.asarray(array)
+    array.setflags(write=False)
+    return array
 
 
 def capture(raw: Any) -> Any:
     """What a snapshot keeps of one (non-distributed) variable."""
-    if _is_tf_resource(raw) and raw.shape.num_elements() * raw.dtype.size >= _TF_TENSOR_MIN_BYTES:
-        return raw.value()  # one ReadVariableOp; read_value() adds an Identity op
+    if _is_tf_resource(raw):
+        tensor = _tf_read(raw)
+        return _host_view(tensor) if _tf_on_host(raw) else tensor
     return _to_numpy(raw)
 
 
 def materialize(captured: Any) -> np.ndarray:
-    """A numpy array of a captured value (a copy for TensorFlow, itself otherwise)."""
+    """A numpy array of a captured value (itself, or a host copy of a device tensor)."""
     if isinstance(captured, np.ndarray):
         return captured
     return np.asarray(captured.numpy())
 
 
+_DTYPE_NAMES: dict[np.dtype, str] = {}
+
+
 def captured_dtype(captured: Any) -> str:
     """The numpy name of a captured value's dtype ("float32", "bfloat16", ...)."""
     if isinstance(captured, np.ndarray):
-        return str(captured.dtype)
-    return str(
-        captured.dtype.as_numpy_dtype.__name__ if False else np.dtype(captured.dtype.as_numpy_dtype)
-    )
+        name = _DTYPE_NAMES.get(captured.dtype)
+        if name is None:  # str(dtype) runs Python code in numpy 2: ~4 µs, once per dtype
+            name = _DTYPE_NAMES[captured.dtype] = str(captured.dtype)
+        return name
+    return str(np.dtype(captured.dtype.as_numpy_dtype))
 
 
 def captured_nbytes(captured: Any) -> int:
@@ -201,11 +259,28 @@ def captured_nbytes(captured: Any) -> int:
 def same_bits(captured: Any, raw: Any) -> bool:
     """Whether the variable still holds exactly the captured bits (NaNs included)."""
     if not isinstance(captured, np.ndarray):
-        return _tf_same_bits(captured, raw.value())
+        return _tf_same_bits(captured, _tf_read(raw))
     live = _view(raw)
     if live.shape != captured.shape or live.dtype != captured.dtype:
         return False
-    return bool(np.array_equal(bit_view(captured), bit_view(live)))
+    return equal_bits(captured, live)
+
+
+_CHUNK = 1 << 18  # elements per block: 1 MiB of float32, compared while still in cache
+
+
+def equal_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two arrays of one shape and dtype hold the same bits (NaN payloads, the
+    sign of zero).  The same buffer answers at once; otherwise block by block, stopping
+    at the first block that differs, with no temporary as large as the arrays."""
+    same_buffer = a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    if same_buffer and a.strides == b.strides:
+        return True  # one buffer: on TensorFlow, a variable nothing wrote since the read
+    a, b = bit_view(a).reshape(-1), bit_view(b).reshape(-1)
+    for start in range(0, a.size, _CHUNK):
+        if not np.array_equal(a[start : start + _CHUNK], b[start : start + _CHUNK]):
+            return False
+    return True
 
 
 def bit_view(array: np.ndarray) -> np.ndarray:
@@ -228,6 +303,8 @@ def _tf_same_bits(a: Any, b: Any) -> bool:
 
 def _view(raw: Any) -> np.ndarray:
     """The variable's current value as numpy, without a copy where the backend allows."""
+    if _is_tf_resource(raw):
+        return _host_view(_tf_read(raw))  # the variable's buffer (a copy off the host)
     if hasattr(raw, "detach"):  # torch
         raw = raw.detach().cpu()
         if str(raw.dtype) == "torch.bfloat16":
@@ -235,19 +312,21 @@ def _view(raw: Any) -> np.ndarray:
 
             return raw.float().numpy().astype(ml_dtypes.bfloat16)
         return raw.numpy()
-    if hasattr(raw, "numpy"):  # TensorFlow: always a fresh array
+    if hasattr(raw, "numpy"):  # a TensorFlow tensor: always a fresh array
         return np.asarray(raw.numpy())
     return np.asarray(raw)  # JAX (read-only view), numpy
 
 
 def _to_numpy(raw: Any) -> np.ndarray:
-    """A private numpy copy of one backend tensor, read in that backend's own way."""
-    if _is_tf_resource(raw):  # one ReadVariableOp; the array it gives is our own
-        return np.asarray(raw.value().numpy())
+    """A numpy copy of one backend tensor that nothing else will write into."""
+    if _is_tf_resource(raw):  # the read buffer: TensorFlow copies it before a write
+        return _host_view(_tf_read(raw))
     if hasattr(raw, "numpy") and not hasattr(raw, "detach"):
         return np.asarray(raw.numpy())  # a TensorFlow tensor: a fresh array already
     # torch shares memory with the tensor the optimizer writes into; JAX with its buffer
-    return np.array(_view(raw), copy=True)
+    array = np.array(_view(raw), copy=True)
+    array.setflags(write=False)
+    return array
 
 
 _KERAS3 = Keras3()

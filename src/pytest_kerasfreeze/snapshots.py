@@ -57,8 +57,7 @@ class Snapshot:
             if spread:
                 self.drift[i] = spread
         self._values: list[np.ndarray] | None = None
-        trainable_now = {id(v) for v in flavor.trainable_weights(index.model)}
-        self.trainable = [id(v) in trainable_now for v in self.variables]
+        self.trainable = flavor.trainable_now(index.model, self.variables)
 
     @property
     def values(self) -> list[np.ndarray]:

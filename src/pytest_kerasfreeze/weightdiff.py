@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pytest_kerasfreeze import checklog
-from pytest_kerasfreeze.compat import bit_view
+from pytest_kerasfreeze.compat import bit_view, equal_bits
 from pytest_kerasfreeze.exceptions import FreezeAssertionError, LayerNotFoundError
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def compare(before: np.ndarray, after: np.ndarray, atol: float, rtol: float) -> 
         return dict(moved=True, max_abs_delta=math.inf, rel_delta=math.inf,
                     changed_fraction=1.0, changed_elements=after.size, nonfinite=False)  # fmt: skip
     exact = atol == 0.0 and rtol == 0.0
-    if exact and np.array_equal(bit_view(before), bit_view(after)):
+    if exact and equal_bits(before, after):
         return dict(_UNMOVED)
     b_all, a_all = before.reshape(-1), after.reshape(-1)
     floating = b_all.dtype.kind == "f" and b_all.dtype.itemsize >= 4
