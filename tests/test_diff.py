@@ -157,6 +157,27 @@ def test_rewritten_with_the_same_bits_is_unchanged_but_other_bits_are_not():
     assert change.path == "head/bias" and change.max_abs_delta == 0.0
 
 
+def test_changed_elements_counts_every_changed_bit_pattern():
+    """In one weight: a real change, a zero that turns -0.0 and a NaN that stays NaN.
+    Two elements changed, the NaN did not; the largest difference is the real one."""
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(3, name="d")(inp))
+    kernel = model.get_layer("d").weights[0]
+    start = np.ones((4, 3), dtype="float32")
+    start[0, 0], start[0, 1] = 0.0, np.nan
+    kernel.assign(start)
+    before = snapshot(model, "d")
+    changed = start.copy()
+    changed[0, 0] = -0.0
+    changed[2, 2] = 1.5
+    kernel.assign(changed)
+    [change] = before.diff(before.retake()).moved()
+    assert change.path == "d/kernel"
+    assert change.changed_elements == 2
+    assert change.max_abs_delta == pytest.approx(0.5)
+    assert change.nonfinite is False
+
+
 def test_snapshot_copies_only_the_selected_weights(seed):
     model_fixed, *_ = seed
     snap = snapshot(model_fixed, "head")

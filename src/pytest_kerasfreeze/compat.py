@@ -69,6 +69,9 @@ class Flavor:
         """What a snapshot keeps of the variable, and how far its replicas drift apart
         (the largest |replica - replica 0|; 0.0 for a variable that is not distributed)."""
         raw = self.raw(variable)
+        if _plain_tf_variable(raw):  # the common TensorFlow case, without the probing
+            tensor = _tf_read(raw)
+            return (_host_view(tensor) if _tf_on_host(raw) else tensor), 0.0
         parts = _replicas(raw)
         if not parts:
             return capture(raw), 0.0
@@ -78,6 +81,10 @@ class Flavor:
     def unchanged(self, captured: Any, variable: Any) -> bool:
         """Whether the variable (every replica of it) still holds exactly the captured bits."""
         raw = self.raw(variable)
+        if _plain_tf_variable(raw) and isinstance(captured, np.ndarray):
+            live = _tf_read(raw)._numpy()  # a view, compared and dropped
+            same_kind = live.shape == captured.shape and live.dtype == captured.dtype
+            return same_kind and equal_bits(captured, live)
         return all(same_bits(captured, part) for part in _replicas(raw) or [raw])
 
     def raw(self, variable: Any) -> Any:
@@ -198,14 +205,33 @@ def _is_tf_resource(raw: Any) -> bool:
     return hasattr(raw, "read_value") and hasattr(raw, "handle")
 
 
+_PLAIN_TF_TYPES: dict[type, bool] = {}
+
+
+def _plain_tf_variable(raw: Any) -> bool:
+    """Whether ``raw`` is a TensorFlow resource variable that is not distributed
+    (decided once per class: a distributed variable's class has ``values``)."""
+    cls = type(raw)
+    plain = _PLAIN_TF_TYPES.get(cls)
+    if plain is None:
+        plain = _PLAIN_TF_TYPES[cls] = _is_tf_resource(raw) and not hasattr(cls, "values")
+    return plain
+
+
 def _tf_read(raw: Any) -> Any:
     """The variable's current buffer, as a tensor: one ``ReadVariableOp``, no copy.
 
     Called directly rather than through ``raw.value()``/``raw.numpy()``: those add an
     ``Identity`` op, gradient-tape bookkeeping and name scopes (~10 µs per variable)."""
-    from tensorflow.python.ops.gen_resource_variable_ops import read_variable_op
+    global _read_variable_op
+    if _read_variable_op is None:  # imported on first use: TensorFlow is loaded by then
+        from tensorflow.python.ops.gen_resource_variable_ops import read_variable_op
 
-    return read_variable_op(raw.handle, raw.dtype)
+        _read_variable_op = read_variable_op
+    return _read_variable_op(raw.handle, raw.dtype)
+
+
+_read_variable_op: Any = None
 
 
 def _tf_on_host(raw: Any) -> bool:

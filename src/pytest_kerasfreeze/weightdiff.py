@@ -72,7 +72,7 @@ def check_tolerances(atol: Any, rtol: Any) -> tuple[float, float]:
     return out[0], out[1]
 
 
-_CHUNK = 1 << 18  # elements per block: statistics never need a temporary as big as a weight
+_CHUNK = 1 << 16  # elements per block: each block is worked on while it is in cache
 _UNMOVED = dict(
     moved=False,
     max_abs_delta=0.0,
@@ -86,68 +86,63 @@ _UNMOVED = dict(
 def compare(before: np.ndarray, after: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
     """The statistics of one weight's change, computed block by block.
 
-    Exact (the default): a change is any change of bits, except that a NaN staying a NaN
-    is none. With ``atol``/``rtol``: ``not isclose(after, before, rtol, atol)``.
+    Exact (the default): a change is any change of bits (``-0.0`` for ``0.0`` too),
+    except that a NaN staying a NaN is none. With ``atol``/``rtol``:
+    ``not isclose(after, before, rtol, atol)``.  One pass over both arrays; no
+    temporary is larger than a block.
     """
     if before.shape != after.shape:
         return dict(moved=True, max_abs_delta=math.inf, rel_delta=math.inf,
                     changed_fraction=1.0, changed_elements=after.size, nonfinite=False)  # fmt: skip
     exact = atol == 0.0 and rtol == 0.0
-    if exact and equal_bits(before, after):
+    if exact and equal_bits(before, after):  # stops at the first block that differs
         return dict(_UNMOVED)
     b_all, a_all = before.reshape(-1), after.reshape(-1)
+    b_bits, a_bits = bit_view(b_all), bit_view(a_all)
     floating = b_all.dtype.kind == "f" and b_all.dtype.itemsize >= 4
     work = b_all.dtype if floating else np.float64  # ints, bool, float16, bfloat16
+    block = min(_CHUNK, b_all.size)
+    delta_buffer = np.empty(block, dtype=work)
+    mask_buffer = np.empty(block, dtype=bool)
     changed = 0
     max_abs = 0.0
     sum_sq_delta = 0.0
     sum_sq_before = 0.0
     nonfinite = False
-    for start in range(0, b_all.size, _CHUNK):
-        bc, ac = b_all[start : start + _CHUNK], a_all[start : start + _CHUNK]
-        b, a = bc.astype(work, copy=False), ac.astype(work, copy=False)
-        with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):
+        for start in range(0, b_all.size, _CHUNK):
+            stop = start + _CHUNK
+            b = b_all[start:stop].astype(work, copy=False)
+            a = a_all[start:stop].astype(work, copy=False)
+            size = b.size
             sum_sq_before += float(np.dot(b, b))
-            delta = a - b
             if exact:
-                # Counting from the difference saves a pass; a block of equal values can
-                # still differ in bits (-0.0 vs 0.0, NaN payloads), so those are checked
-                # bit by bit. (A zero whose sign flips in a block that also has real
-                # changes is not counted in changed_elements; `moved` never misses it.)
-                n = int(np.count_nonzero(delta))  # a NaN counts too; settled below
-                if not n:
-                    mask = bit_view(bc) != bit_view(ac)
-                    n = int(np.count_nonzero(mask))
-                    if n:
-                        changed += n
-                    continue
-                mask = None
+                mask = np.not_equal(b_bits[start:stop], a_bits[start:stop], out=mask_buffer[:size])
             else:
                 mask = ~np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
-                n = int(np.count_nonzero(mask))
-                if not n:
-                    continue
+            n = int(np.count_nonzero(mask))
+            if not n:
+                continue
+            delta = np.subtract(a, b, out=delta_buffer[:size])
             square = float(np.dot(delta, delta))
             if math.isfinite(square):  # the common case: plain numbers
                 changed += n
                 max_abs = max(max_abs, float(delta.max()), -float(delta.min()))
                 sum_sq_delta += square
                 continue
-            if mask is None:
-                mask = bit_view(bc) != bit_view(ac)
             # NaN or Inf involved: a NaN that stays a NaN is no change, any other
             # non-finite difference is an infinite one
             both_nan = np.isnan(a) & np.isnan(b)
-            mask &= ~both_nan
+            mask = mask & ~both_nan
             changed += int(np.count_nonzero(mask))
-            delta = np.where(both_nan, 0.0, np.abs(delta))
-            delta = np.where(np.isnan(delta), math.inf, delta)
+            magnitude = np.where(both_nan, 0.0, np.abs(delta))
+            magnitude = np.where(np.isnan(magnitude), math.inf, magnitude)
             nonfinite = nonfinite or bool(np.any(np.isfinite(b) & ~np.isfinite(a)))
-            max_abs = max(max_abs, float(delta.max()))
+            max_abs = max(max_abs, float(magnitude.max()))
             sum_sq_delta = (
                 math.inf
-                if not np.isfinite(delta).all()
-                else sum_sq_delta + float(np.dot(delta, delta))
+                if not np.isfinite(magnitude).all()
+                else sum_sq_delta + float(np.dot(magnitude, magnitude))
             )
     if not math.isfinite(sum_sq_before):  # non-finite before: measure the finite part
         finite = before[np.isfinite(before.astype(np.float64))].astype(np.float64)
