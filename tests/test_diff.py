@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from kmodels import BACKEND, LEGACY, base_and_head, data, keras, seed_containers
+from kmodels import BACKEND, LEGACY, base_and_head, compile_, data, keras, seed_containers
 from pytest_kerasfreeze import LayerNotFoundError, Snapshot, WeightDiff, diff, snapshot
 
 
@@ -131,6 +131,24 @@ def test_snapshot_survives_every_kind_of_write(how):
     assert {"base/base_dense/kernel", "head/kernel", "head/bias"} <= moved
     for kept, now in zip(after.values, model.get_weights(), strict=True):
         np.testing.assert_array_equal(kept, now)
+
+
+def test_snapshot_survives_sparse_updates():
+    """An Embedding trained by fit() gets sparse updates on TensorFlow (scatter ops on
+    the variable): rows not looked up stay, and the snapshot keeps the old table."""
+    inp = keras.Input((3,), dtype="int32")
+    out = keras.layers.Dense(1, name="head")(
+        keras.layers.Flatten()(keras.layers.Embedding(50, 4, name="emb")(inp))
+    )
+    model = compile_(keras.Model(inp, out), optimizer="sgd", lr=0.5)
+    table = model.get_layer("emb").get_weights()[0].copy()
+    before = snapshot(model, "emb")
+    x = np.array([[1, 2, 3], [4, 5, 6]], dtype="int32")
+    model.fit(x, np.ones((2, 1), "float32"), epochs=2, verbose=0)
+    np.testing.assert_array_equal(before.values[0], table)
+    [change] = before.diff(before.retake()).moved()
+    assert change.path == "emb/embeddings"
+    assert change.changed_elements == 6 * 4  # the six rows looked up, nothing else
 
 
 def test_snapshot_values_are_read_only():
