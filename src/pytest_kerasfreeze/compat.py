@@ -78,6 +78,16 @@ class Flavor:
         first, *others = [_to_numpy(p) for p in parts]
         return first, max(_max_abs_difference(first, other) for other in others)
 
+    def private_copy_source(self, variable: Any) -> np.ndarray | None:
+        """A zero-copy numpy view of the variable's value where a snapshot keeps a
+        private copy of it (JAX, PyTorch), so that the copy can be made block by block
+        along with a comparison; ``None`` where a snapshot keeps something else
+        (TensorFlow's buffers, distributed variables)."""
+        raw = self.raw(variable)
+        if _is_tf_resource(raw) or _replicas(raw):
+            return None
+        return _view(raw)
+
     def unchanged(self, captured: Any, variable: Any) -> bool:
         """Whether the variable (every replica of it) still holds exactly the captured bits."""
         raw = self.raw(variable)

@@ -47,17 +47,38 @@ class Snapshot:
         self.same_as_since: set[int] = set()
         # Distributed variables: the largest |replica - replica 0| of each that drifted.
         self.drift: dict[int, float] = {}
+        # Exact statistics against ``since`` of the weights that changed, computed while
+        # copying them (one pass over the new values instead of two).
+        self.stats_since: dict[int, dict[str, Any]] = {}
         for i, variable in enumerate(self.variables):
-            if since is not None and flavor.unchanged(since._captured[i], variable):
+            if since is None:
+                captured, spread = flavor.capture(variable)
+            elif flavor.unchanged(since._captured[i], variable):
                 captured, spread = since._captured[i], since.drift.get(i, 0.0)
                 self.same_as_since.add(i)
             else:
-                captured, spread = flavor.capture(variable)
+                captured, spread = self._copy_comparing(since._captured[i], variable)
             self._captured.append(captured)
             if spread:
                 self.drift[i] = spread
         self._values: list[np.ndarray] | None = None
         self.trainable = flavor.trainable_now(index.model, self.variables)
+
+    def _copy_comparing(self, previous: Any, variable: Any) -> tuple[Any, float]:
+        from pytest_kerasfreeze.weightdiff import compare
+
+        source = self.index.flavor.private_copy_source(variable)
+        if (
+            source is None
+            or not isinstance(previous, np.ndarray)
+            or source.shape != previous.shape
+            or source.dtype != previous.dtype
+        ):
+            return self.index.flavor.capture(variable)
+        copy = np.empty_like(source)
+        self.stats_since[len(self._captured)] = compare(previous, source, 0.0, 0.0, copy_into=copy)
+        copy.setflags(write=False)
+        return copy, 0.0
 
     @property
     def values(self) -> list[np.ndarray]:

@@ -83,22 +83,33 @@ _UNMOVED = dict(
 )
 
 
-def compare(before: np.ndarray, after: np.ndarray, atol: float, rtol: float) -> dict[str, Any]:
+def compare(
+    before: np.ndarray,
+    after: np.ndarray,
+    atol: float,
+    rtol: float,
+    *,
+    copy_into: np.ndarray | None = None,
+) -> dict[str, Any]:
     """The statistics of one weight's change, computed block by block.
 
     Exact (the default): a change is any change of bits (``-0.0`` for ``0.0`` too),
     except that a NaN staying a NaN is none. With ``atol``/``rtol``:
     ``not isclose(after, before, rtol, atol)``.  One pass over both arrays; no
-    temporary is larger than a block.
+    temporary is larger than a block.  ``copy_into`` (an array like ``after``, written
+    block by block) receives a copy of ``after`` in the same pass.
     """
     if before.shape != after.shape:
+        if copy_into is not None:
+            np.copyto(copy_into, after)
         return dict(moved=True, max_abs_delta=math.inf, rel_delta=math.inf,
                     changed_fraction=1.0, changed_elements=after.size, nonfinite=False)  # fmt: skip
     exact = atol == 0.0 and rtol == 0.0
-    if exact and equal_bits(before, after):  # stops at the first block that differs
-        return dict(_UNMOVED)
+    if copy_into is None and exact and equal_bits(before, after):  # stops at the first
+        return dict(_UNMOVED)  # block that differs
     b_all, a_all = before.reshape(-1), after.reshape(-1)
-    b_bits, a_bits = bit_view(b_all), bit_view(a_all)
+    copy_all = None if copy_into is None else copy_into.reshape(-1)
+    b_bits = bit_view(b_all)
     floating = b_all.dtype.kind == "f" and b_all.dtype.itemsize >= 4
     work = b_all.dtype if floating else np.float64  # ints, bool, float16, bfloat16
     block = min(_CHUNK, b_all.size)
@@ -112,12 +123,16 @@ def compare(before: np.ndarray, after: np.ndarray, atol: float, rtol: float) -> 
     with np.errstate(invalid="ignore", over="ignore"):
         for start in range(0, b_all.size, _CHUNK):
             stop = start + _CHUNK
+            a_block = a_all[start:stop]
+            if copy_all is not None:  # copy the block, then work on the copy (in cache)
+                copy_all[start:stop] = a_block
+                a_block = copy_all[start:stop]
             b = b_all[start:stop].astype(work, copy=False)
-            a = a_all[start:stop].astype(work, copy=False)
+            a = a_block.astype(work, copy=False)
             size = b.size
             sum_sq_before += float(np.dot(b, b))
             if exact:
-                mask = np.not_equal(b_bits[start:stop], a_bits[start:stop], out=mask_buffer[:size])
+                mask = np.not_equal(b_bits[start:stop], bit_view(a_block), out=mask_buffer[:size])
             else:
                 mask = ~np.isclose(a, b, rtol=rtol, atol=atol, equal_nan=True)
             n = int(np.count_nonzero(mask))
@@ -214,11 +229,17 @@ class WeightDiff:
         index = before.index
         # weights the 'after' snapshot found bit-identical need no comparison at all
         same = after.same_as_since if after.since is before else set()
+        exact = atol == 0.0 and rtol == 0.0
+        known = after.stats_since if after.since is before and exact else {}
         out = []
         for i, (var, trainable) in enumerate(zip(before.variables, after.trainable, strict=True)):
             info = index.info[id(var)]
-            b = before.value(i) if i not in same else None
-            stats = dict(_UNMOVED) if b is None else compare(b, after.value(i), atol, rtol)
+            if i in same:
+                stats = dict(_UNMOVED)
+            elif i in known:  # computed while the 'after' snapshot copied the weight
+                stats = dict(known[i])
+            else:
+                stats = compare(before.value(i), after.value(i), atol, rtol)
             shape = before.shape_of(i)
             out.append(
                 WeightChange(
