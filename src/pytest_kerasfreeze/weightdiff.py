@@ -145,13 +145,14 @@ def compare(
                 max_abs = max(max_abs, float(delta.max()), -float(delta.min()))
                 sum_sq_delta += square
                 continue
-            # NaN or Inf involved: a NaN that stays a NaN is no change, any other
-            # non-finite difference is an infinite one
-            both_nan = np.isnan(a) & np.isnan(b)
-            mask = mask & ~both_nan
+            # NaN or Inf involved: a NaN that stays a NaN is no change, nor is an Inf
+            # that stays (inf - inf is NaN); any other non-finite difference is infinite
+            mask = mask & ~(np.isnan(a) & np.isnan(b))
             changed += int(np.count_nonzero(mask))
-            magnitude = np.where(both_nan, 0.0, np.abs(delta))
-            magnitude = np.where(np.isnan(magnitude), math.inf, magnitude)
+            magnitude = np.abs(delta)
+            undefined = ~np.isfinite(magnitude)
+            magnitude[undefined & mask] = math.inf
+            magnitude[undefined & ~mask] = 0.0
             nonfinite = nonfinite or bool(np.any(np.isfinite(b) & ~np.isfinite(a)))
             max_abs = max(max_abs, float(magnitude.max()))
             sum_sq_delta = (
