@@ -51,8 +51,9 @@ def describe(obj: Any) -> str:
     return f"{type(obj).__name__} {text}"
 
 
-def require_model(model: Any, what: str = "model") -> Flavor:
-    """Check that ``model`` is a built Keras layer or model with weights; its flavour."""
+def require_model(model: Any, what: str = "model") -> tuple[Flavor, list[Any]]:
+    """Check that ``model`` is a built Keras layer or model with weights; its flavour
+    and its weights."""
     flavor = flavor_of(model)
     if flavor is None:
         raise TypeError(
@@ -66,25 +67,26 @@ def require_model(model: Any, what: str = "model") -> Flavor:
             f"Build it first: give it an Input (keras.Input(shape=...)), call "
             f"{model.name}.build(input_shape), or call it once on a batch of data."
         )
-    if not flavor.weights(model):
+    weights = flavor.weights(model)
+    if not weights:
         raise ValueError(
             f"{what} {model.name!r} has no weights: there is nothing a freeze check could "
             f"watch. Check the layers it is made of (they may all be weightless, like "
             f"Flatten or Dropout)."
         )
-    return flavor
+    return flavor, weights
 
 
 class ModelIndex:
     """The layer tree of one model: its nodes, paths and where every weight lives."""
 
-    def __init__(self, model: Any, flavor: Flavor) -> None:
+    def __init__(self, model: Any, flavor: Flavor, weights: list[Any] | None = None) -> None:
         self.model = model
         self.flavor = flavor
         self.nodes: list[LayerNode] = []
         self._paths_by_layer: dict[int, list[str]] = {}
         self._walk(model, prefix="", ancestors=(id(model),))
-        self.variables: list[Any] = flavor.weights(model)
+        self.variables: list[Any] = flavor.weights(model) if weights is None else weights
         self.info: dict[int, VariableInfo] = {}
         self._place_variables()
 

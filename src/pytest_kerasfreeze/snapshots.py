@@ -137,8 +137,8 @@ class Snapshot:
 
 def select_weights(model: Any, layers: Sequence[Any]) -> tuple[ModelIndex, list[Any]]:
     """Validate ``model``, index its layer tree and resolve ``layers`` to variables."""
-    flavor = require_model(model)
-    index = ModelIndex(model, flavor)
+    flavor, weights = require_model(model)
+    index = ModelIndex(model, flavor, weights)
     variables = index.select(layers)
     if not variables:
         names = selector_text(layers)

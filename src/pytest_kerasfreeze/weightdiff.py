@@ -44,6 +44,14 @@ class WeightChange:
     def size(self) -> int:
         return math.prod(self.shape)
 
+    @classmethod
+    def _make(cls, **fields: Any) -> WeightChange:
+        # What the generated __init__ does for a frozen dataclass, without its one
+        # object.__setattr__ per field: half the cost, paid once per watched weight.
+        change = object.__new__(cls)
+        change.__dict__.update(fields)
+        return change
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["owners"] = list(self.owners)
@@ -243,7 +251,7 @@ class WeightDiff:
                 stats = compare(before.value(i), after.value(i), atol, rtol)
             shape = before.shape_of(i)
             out.append(
-                WeightChange(
+                WeightChange._make(
                     path=info.path,
                     layer=info.layer,
                     owners=tuple(info.owners),
