@@ -38,13 +38,11 @@ TARGETS = {
 }
 
 
-def median_time(fn, repeat, setup=None):
+def median_time(fn, repeat):
     """Median wall time of ``fn`` over ``repeat`` runs, after one untimed run (the first
     run of a variant pays for page faults of fresh memory, caches and lazy imports)."""
     times = []
     for i in range(repeat + 1):
-        if setup is not None:
-            setup()
         start = time.perf_counter()
         fn()
         if i:

@@ -70,8 +70,7 @@ class Flavor:
         (the largest |replica - replica 0|; 0.0 for a variable that is not distributed)."""
         raw = self.raw(variable)
         if _plain_tf_variable(raw):  # the common TensorFlow case, without the probing
-            tensor = _tf_read(raw)
-            return (_host_view(tensor) if _tf_on_host(raw) else tensor), 0.0
+            return capture(raw), 0.0
         parts = _replicas(raw)
         if not parts:
             return capture(raw), 0.0
@@ -91,10 +90,8 @@ class Flavor:
     def unchanged(self, captured: Any, variable: Any) -> bool:
         """Whether the variable (every replica of it) still holds exactly the captured bits."""
         raw = self.raw(variable)
-        if _plain_tf_variable(raw) and isinstance(captured, np.ndarray):
-            live = _tf_read(raw)._numpy()  # a view, compared and dropped
-            same_kind = live.shape == captured.shape and live.dtype == captured.dtype
-            return same_kind and equal_bits(captured, live)
+        if _plain_tf_variable(raw):  # the common TensorFlow case, without the probing
+            return same_bits(captured, raw)
         return all(same_bits(captured, part) for part in _replicas(raw) or [raw])
 
     def raw(self, variable: Any) -> Any:
@@ -211,21 +208,32 @@ def _replicas(raw: Any) -> list[Any]:
 # donates the old buffers to the next training step, torch updates in place.
 
 
+# Both questions below are answered by the class and asked once per variable read, so
+# each class's answers are kept: {class: (is a TF resource variable, and not distributed)}.
+_TF_KINDS: dict[type, tuple[bool, bool]] = {}
+
+
+def _tf_kind(raw: Any) -> tuple[bool, bool]:
+    cls = type(raw)
+    kind = _TF_KINDS.get(cls)
+    if kind is None:
+        # tf_keras' AutoCastVariable hands ``handle`` on from the variable it wraps
+        # (__getattr__), so the instance answers where its class does not; a
+        # distributed variable's class has it (its property raises outside a replica).
+        resource = hasattr(cls, "read_value") and (hasattr(cls, "handle") or hasattr(raw, "handle"))
+        kind = _TF_KINDS[cls] = (resource, resource and not hasattr(cls, "values"))
+    return kind
+
+
 def _is_tf_resource(raw: Any) -> bool:
-    return hasattr(raw, "read_value") and hasattr(raw, "handle")
-
-
-_PLAIN_TF_TYPES: dict[type, bool] = {}
+    """Whether ``raw`` is a TensorFlow resource variable (distributed ones included)."""
+    return _tf_kind(raw)[0]
 
 
 def _plain_tf_variable(raw: Any) -> bool:
-    """Whether ``raw`` is a TensorFlow resource variable that is not distributed
-    (decided once per class: a distributed variable's class has ``values``)."""
-    cls = type(raw)
-    plain = _PLAIN_TF_TYPES.get(cls)
-    if plain is None:
-        plain = _PLAIN_TF_TYPES[cls] = _is_tf_resource(raw) and not hasattr(cls, "values")
-    return plain
+    """Whether ``raw`` is a TensorFlow resource variable that is not distributed (a
+    distributed variable's class has ``values``)."""
+    return _tf_kind(raw)[1]
 
 
 def _tf_read(raw: Any) -> Any:
