@@ -9,7 +9,6 @@ Outside a test (a plain script) there is no current log and nothing is noted.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,7 +16,10 @@ if TYPE_CHECKING:
     from pytest_kerasfreeze.provenance import Provenance
     from pytest_kerasfreeze.weightdiff import WeightDiff
 
-_CURRENT: ContextVar[CheckLog | None] = ContextVar("kerasfreeze_checklog", default=None)
+# The logs made current, innermost last. A plain list, not a ContextVar: a test that
+# trains in a thread of its own must still find its log (pytest runs one test at a
+# time per process; pytester runs nest).
+_CURRENT: list[CheckLog] = []
 
 
 def selector_text(selectors: Sequence[Any]) -> str:
@@ -49,12 +51,12 @@ class CheckLog:
     def findings_for(self, model: Any, since: int = 0) -> list[Finding]:
         return [f for model_id, f in self.diagnosed[since:] if model_id == id(model)]
 
-    def make_current(self) -> Token[CheckLog | None]:
-        return _CURRENT.set(self)
+    def make_current(self) -> None:
+        _CURRENT.append(self)
 
-    @staticmethod
-    def reset(token: Token[CheckLog | None]) -> None:
-        _CURRENT.reset(token)
+    def reset(self) -> None:
+        if self in _CURRENT:
+            _CURRENT.remove(self)
 
     def has_data(self) -> bool:
         return bool(self.checks or self.records or self.findings)
@@ -64,7 +66,7 @@ class CheckLog:
 
 
 def current() -> CheckLog | None:
-    return _CURRENT.get()
+    return _CURRENT[-1] if _CURRENT else None
 
 
 def counts(diff: WeightDiff, layers: Sequence[Any] = ()) -> dict[str, Any]:
@@ -106,6 +108,33 @@ def note_check(
             "rtol": diff.rtol,
             "passed": failure is None,
             **counts(diff, layers),
+            "failure": failure,
+        }
+    )
+
+
+def note_unchecked(
+    kind: str, label: str, layers: Sequence[Any], atol: float, rtol: float, failure: str
+) -> None:
+    """Note a strict marker that checked nothing: a failed check with no model."""
+    log = current()
+    if log is None:
+        return
+    log.checks.append(
+        {
+            "source": "marker",
+            "check": label,
+            "expect": kind,
+            "model": None,
+            "call": None,
+            "layers": [str(getattr(s, "name", s)) for s in layers],
+            "atol": atol,
+            "rtol": rtol,
+            "passed": False,
+            "checked_nothing": True,
+            "moved": 0,
+            "total": 0,
+            "by_submodel": {},
             "failure": failure,
         }
     )

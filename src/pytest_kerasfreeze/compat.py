@@ -40,11 +40,38 @@ class Flavor:
 
     def weights(self, layer: Any) -> list[Any]:
         """All weight variables of ``layer``, nested ones included; no seeds or metrics."""
-        return list(layer.weights)
+        try:
+            return list(layer.weights)
+        except ValueError:
+            # tf_keras refuses to list the weights of a model that defines build() and
+            # is not built yet; what its layers already hold is still its weights.
+            return _unique(v for sub in self.subtree(layer) for v in self.own_variables(sub))
 
     def trainable_weights(self, layer: Any) -> list[Any]:
         """The weights a fresh ``compile()`` would train, after every flag is applied."""
-        return list(layer.trainable_weights)
+        try:
+            return list(layer.trainable_weights)
+        except ValueError:  # tf_keras, not built yet: walk the flags ourselves
+            return _unique(self._trainable_below(layer))
+
+    def _trainable_below(self, layer: Any) -> Iterable[Any]:
+        if not layer.trainable:
+            return
+        yield from self.declared_trainable(layer)
+        for child in self.children(layer):
+            yield from self._trainable_below(child)
+
+    def subtree(self, layer: Any) -> list[Any]:
+        """``layer`` and every layer below it, each once, parents before children."""
+        seen: dict[int, Any] = {}
+        stack = [layer]
+        while stack:
+            current = stack.pop()
+            if id(current) in seen:
+                continue
+            seen[id(current)] = current
+            stack.extend(reversed(self.children(current)))
+        return list(seen.values())
 
     def trainable_now(self, model: Any, variables: Sequence[Any]) -> list[bool]:
         """For each of ``variables`` (weights of ``model``): would a fresh ``compile()``

@@ -35,6 +35,7 @@ COMPILE_ORDER = "compile-order trap"
 SHARED = "shared weights"
 REALITY = "flag vs reality"
 REPLICAS = "replica drift"
+NONFINITE = "NaN values"
 
 
 @dataclass
@@ -68,6 +69,12 @@ class Finding:
         return f"[{self.kind}] {self.summary}\n{self.explanation}\nFix: {self.fix}"
 
 
+def _ancestor_paths(path: str) -> list[str]:
+    """``"a/b/c"`` -> ``["a", "a/b"]``: the containers a path goes through."""
+    parts = path.split("/")[:-1]
+    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
 def _names(items: Sequence[str]) -> str:
     shown = ", ".join(items[:_MAX_NAMES])
     return shown + (f", ... {len(items) - _MAX_NAMES} more" if len(items) > _MAX_NAMES else "")
@@ -87,9 +94,16 @@ def _layer_paths(index: ModelIndex, var_ids: set[int]) -> list[str]:
 def _flag_changes(
     index: ModelIndex, ref: TrainableState, now: TrainableState
 ) -> tuple[set[int], set[int]]:
-    """Variable ids newly frozen and newly unfrozen since ``ref``."""
+    """Variable ids newly frozen and newly unfrozen since ``ref``.
+
+    Only weights that existed at ``ref`` count: one created since (a model built by its
+    first training call) was never frozen or trainable before.
+    """
     if ref.trainable is not None and now.trainable is not None:
-        return set(ref.trainable - now.trainable), set(now.trainable - ref.trainable)
+        unfrozen = now.trainable - ref.trainable
+        if ref.known is not None:
+            unfrozen &= ref.known
+        return set(ref.trainable - now.trainable), set(unfrozen)
     # Only flags are known (Keras' own record of a compile made before this test).
     frozen: set[int] = set()
     unfrozen: set[int] = set()
@@ -110,9 +124,10 @@ def detect_trap(
     """Before a training call: did the flags change since they were last taken into
     account? Returns the finding (or ``None``) and the state now."""
     now = current_state(model, "call", provenance.next_seq(), location)
+    has_train_function = getattr(model, "train_function", None) is not None
     # 1. changed since the train function was built (by the first fit())?
     built = provenance.build_state(model)
-    if built is not None and getattr(model, "train_function", None) is not None:
+    if built is not None and has_train_function:
         frozen, unfrozen = _flag_changes(index, built, now)
         if frozen or unfrozen:
             return (
@@ -127,6 +142,11 @@ def detect_trap(
     if ref is None:
         return None, now
     phase = "after-compile"
+    if built is None and has_train_function:
+        # The train function was built before this test observed the model (a fit() at
+        # import time, or in a fixture of a wider scope): it trains with the flags it
+        # was built with, whose best known record is the last compile().
+        phase = "after-build"
     frozen, unfrozen = _flag_changes(index, ref, now)
     if not frozen and not unfrozen:
         return None, now
@@ -150,11 +170,12 @@ def _trap_finding(
     layer_ids = {id(n.layer) for n in index.nodes if n.path in changed_layers}
     layer_ids |= {id(model)}
     assignments = provenance.assignments_reaching(layer_ids, after=ref.seq)
-    when = (
-        f"after compile() ({ref.location}) and before its train function was built"
-        if phase == "after-compile"
-        else f"after its train function was built ({ref.location})"
-    )
+    if phase == "after-compile":
+        when = f"after compile() ({ref.location}) and before its train function was built"
+    elif ref.event == "compile":  # built before this test: only the compile is known
+        when = f"after its train function was built (before this test; compile() {ref.location})"
+    else:
+        when = f"after its train function was built ({ref.location})"
     lines = [f"{model.name}.{method}() is about to train with trainable flags changed {when}:"]
     lines += [f"  {a.describe()}" for a in assignments] or [
         "  (the change was not made by a recorded `trainable =` assignment)"
@@ -231,7 +252,13 @@ def _consequence(outcome: str, frozen: set[int], unfrozen: set[int]) -> str:
 
 # -- shared weights ------------------------------------------------------------------
 def shared_findings(index: ModelIndex, provenance: Provenance | None) -> list[Finding]:
-    """Layers of this model whose flag was set through a container that shares them."""
+    """Layers of this model whose flag was set through another container that shares
+    them, while the container this model reaches them through says otherwise.
+
+    A layer reached directly (a top-level layer of the model: keras-io's
+    ``EfficientNetB0(input_tensor=...)`` whose layers the outer model holds flat) or
+    through the container that was assigned is frozen as meant: no finding.
+    """
     if provenance is None or not provenance.assignments:
         return []
     grouped: dict[int, tuple[Assignment, list[str]]] = {}
@@ -239,11 +266,17 @@ def shared_findings(index: ModelIndex, provenance: Provenance | None) -> list[Fi
         if not index.flavor.own_variables(node.layer):
             continue
         assignment = provenance.last_assignment(id(node.layer))
-        if assignment is None or assignment.layer is node.layer or assignment.layer is index.model:
+        if assignment is None:
             continue
-        through = index.paths_of(assignment.layer)  # empty if outside this model
+        assigned = assignment.layer
+        if assigned is node.layer or assigned is index.model:
+            continue
+        through = index.paths_of(assigned)  # empty if outside this model
         if any(node.path.startswith(t + "/") for t in through):
             continue  # this path goes through the container that was assigned: as meant
+        containers = [index.layer_at(p) for p in _ancestor_paths(node.path)]
+        if not any(bool(c.trainable) != assignment.value for c in containers):
+            continue  # reached directly, or through containers that agree with the flag
         grouped.setdefault(assignment.seq, (assignment, []))[1].append(node.path)
     findings = []
     for assignment, paths in grouped.values():
@@ -300,6 +333,11 @@ def reality_findings(diff: WeightDiff) -> list[Finding]:
             moving.append(change)
     model = diff.model_name
     findings = []
+    nonfinite = diff.nonfinite_counts(stuck) if stuck else {}
+    if nonfinite:
+        stuck = [c for c in stuck if c.path not in nonfinite]
+        held = [c for c in diff.changes if c.path in nonfinite]
+        findings.append(nonfinite_finding(model, held, nonfinite))
     if moving:
         findings.append(
             _reality(
@@ -328,6 +366,29 @@ def reality_findings(diff: WeightDiff) -> list[Finding]:
             )
         )
     return findings
+
+
+def nonfinite_finding(
+    model: str, changes: Sequence[WeightChange], counts: dict[str, int]
+) -> Finding:
+    """Weights that hold NaN/Inf: no training step can move them (NaN stays NaN)."""
+    layers = _dedupe(c.path.rpartition("/")[0] or model for c in changes)
+    detail = _names([f"{c.path} ({counts[c.path]}/{c.size})" for c in changes])
+    return Finding(
+        kind=NONFINITE,
+        model=model,
+        summary=f"{model}: {len(changes)} weights hold NaN/Inf values ({_names(layers)})",
+        explanation=(
+            f"{detail}: these values are NaN or Inf, and a NaN stays a NaN whatever a "
+            f"training step adds to it, so they cannot be seen to move. The training "
+            f"diverged before this check (or the weights were set to NaN)."
+        ),
+        fix=(
+            "find the step where the values first became NaN/Inf (watch earlier calls), "
+            "then lower the learning rate, clip gradients or check the data for NaN."
+        ),
+        layers=layers,
+    )
 
 
 def _reality(model: str, changes: Sequence[WeightChange], what: str, why: str, fix: str) -> Finding:

@@ -7,6 +7,8 @@ asks for a check (a marker, the ``weight_tracker`` fixture) starts.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -74,18 +76,36 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"kerasfreeze_trap = {trap!r} is not valid: use one of {', '.join(TRAP_CHOICES)}"
         )
+    json_path = SessionHooks.json_path_of(config)
+    if json_path is not None and not hasattr(config, "workerinput"):
+        problem = _unwritable(json_path)
+        if problem:
+            raise pytest.UsageError(
+                f"--kerasfreeze-json / kerasfreeze_json: cannot write the JSON report to "
+                f"{json_path}: {problem}. Give the path of a file in a directory that "
+                f"exists or can be created."
+            )
     config.pluginmanager.register(SessionHooks(config), "kerasfreeze-session")
 
 
-def _markers(item: pytest.Item) -> list[Any]:
-    from pytest_kerasfreeze.markers import parse_marker
+def _unwritable(path: Path) -> str | None:
+    """Why a report could not be written to ``path``, as far as can be told now."""
+    if path.is_dir():
+        return "it is a directory"
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is a file, not a directory"
+            if not os.access(parent, os.W_OK):
+                return f"{parent} is not writable"
+            return None
+    return None
 
-    specs = []
-    for name in MARKER_NAMES:
-        # closest first: function, then class, then module markers
-        for mark in item.iter_markers(name):
-            specs.append(parse_marker(name, mark.args, dict(mark.kwargs)))
-    return specs
+
+def _marks(item: pytest.Item) -> list[Any]:
+    """The test's ``frozen``/``trains`` marks as they are now, closest first (function,
+    class, module), including those added while it runs (``request.applymarker``)."""
+    return [mark for name in MARKER_NAMES for mark in item.iter_markers(name)]
 
 
 @pytest.hookimpl(wrapper=True)
@@ -93,20 +113,77 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     from pytest_kerasfreeze.markers import MarkerUsageError
     from pytest_kerasfreeze.testrun import TestRun
 
-    try:
-        specs = _markers(item)
-    except MarkerUsageError as err:
-        item.stash[MARKER_ERROR_KEY] = str(err)
-        specs = []
     config = item.config
     trap = config.getoption("kerasfreeze_trap") or config.getini("kerasfreeze_trap")
-    run = TestRun(specs, trap=trap)
+    try:
+        run = TestRun(trap=trap, marks=lambda: _marks(item))
+    except MarkerUsageError as err:
+        item.stash[MARKER_ERROR_KEY] = str(err)
+        run = TestRun(trap=trap)
     item.stash[RUN_KEY] = run
     run.start()
+    _observe_add_marker(item, run)
     try:
         return (yield)
     finally:
+        item.__dict__.pop("add_marker", None)
         run.finish()
+        # nothing of the test outlives it: pytest keeps every item until the session
+        # ends, and the run holds the test's provenance, records and tracker
+        del item.stash[RUN_KEY]
+
+
+def _observe_add_marker(item: pytest.Item, run: Any) -> None:
+    """``request.applymarker(pytest.mark.frozen(...))`` in a fixture or in the test
+    adds a mark while the test runs: take it in at once, so the very next training
+    call is checked (and observed, in a test that was left alone so far). Only this
+    item's own method is shadowed, and only for its run."""
+    original = item.add_marker
+
+    def add_marker(marker: Any, append: bool = True) -> None:
+        original(marker, append)
+        run.refresh_markers()
+
+    item.add_marker = add_marker  # type: ignore[method-assign]
+
+
+def _current_run() -> Any:
+    from pytest_kerasfreeze.checklog import current
+
+    return current()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: Any) -> Generator:
+    """Training in a fixture of a wider scope than the test (class, module, session) is
+    not the test's: markers do not check it, records do not list it — during its
+    set-up and its teardown, whichever test happens to run them."""
+    if "pytest_kerasfreeze.checklog" not in sys.modules or _current_run() is None:
+        return (yield)
+    run = _current_run()
+    if fixturedef.scope == "function":
+        result = yield
+        run.refresh_markers()  # a fixture may have called request.applymarker(...)
+        return result
+    fixturedef.addfinalizer(_leave_wider_fixture)  # runs last when it is torn down
+    run.wider_fixture += 1
+    try:
+        return (yield)
+    finally:
+        run.wider_fixture -= 1
+        fixturedef.addfinalizer(_enter_wider_fixture)  # runs first when it is torn down
+
+
+def _enter_wider_fixture() -> None:
+    run = _current_run()
+    if run is not None:
+        run.wider_fixture += 1
+
+
+def _leave_wider_fixture() -> None:
+    run = _current_run()
+    if run is not None and run.wider_fixture > 0:
+        run.wider_fixture -= 1
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -118,9 +195,22 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Generator:
-    result = yield
+    from pytest_kerasfreeze.markers import MarkerUsageError
+
     run = item.stash.get(RUN_KEY, None)
     if run is not None:
+        try:
+            run.refresh_markers()
+        except MarkerUsageError as err:
+            pytest.fail(str(err), pytrace=False)
+    result = yield
+    if run is not None:
+        if run.thread_failures:
+            pytest.fail(
+                "a marker check failed in a thread the test started:\n\n"
+                + "\n\n".join(str(err) for err in run.thread_failures),
+                pytrace=False,
+            )
         for message in run.partly_matched():
             warnings.warn(KerasFreezeWarning(message), stacklevel=1)
         failures = run.strict_failures()
@@ -149,17 +239,27 @@ class SessionHooks:
         self.config = config
         self.results = SessionResults()
 
+    @staticmethod
+    def json_path_of(config: pytest.Config) -> Path | None:
+        value = config.getoption("kerasfreeze_json") or config.getini("kerasfreeze_json")
+        return Path(config.invocation_params.dir, value) if value else None
+
     def json_path(self) -> Path | None:
-        value = self.config.getoption("kerasfreeze_json") or self.config.getini("kerasfreeze_json")
-        return Path(self.config.invocation_params.dir, value) if value else None
+        return self.json_path_of(self.config)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.results.add(report)
 
-    def pytest_sessionfinish(self) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
         path = self.json_path()
+        self.json_error = None
         if path is not None and not hasattr(self.config, "workerinput"):
-            self.results.write_json(path)
+            try:
+                self.results.write_json(path)
+            except OSError as err:  # e.g. the directory went away during the run
+                self.json_error = f"kerasfreeze: could not write the JSON report to {path}: {err}"
+                if session.exitstatus == pytest.ExitCode.OK:
+                    session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         wanted = self.config.getoption("kerasfreeze_report") or self.config.getini(
@@ -171,7 +271,9 @@ class SessionHooks:
             for line in lines:
                 terminalreporter.line(line)
         path = self.json_path()
-        if path is not None:
+        if getattr(self, "json_error", None):
+            terminalreporter.line(self.json_error, red=True)
+        elif path is not None:
             terminalreporter.line(f"kerasfreeze: JSON report written to {path}")
 
 

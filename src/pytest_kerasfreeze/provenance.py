@@ -13,10 +13,12 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_kerasfreeze.compat import Flavor, flavor_of
+from pytest_kerasfreeze.compat import flavor_of
 
 # Frames of these packages are never "the user's line".
 _LIBRARY_PREFIXES = (
@@ -74,32 +76,29 @@ def _short(filename: str) -> str:
     return filename if rel.startswith("..") else rel
 
 
-def subtree(flavor: Flavor, layer: Any) -> list[Any]:
-    """``layer`` and every layer below it, each once."""
-    seen: dict[int, Any] = {}
-    stack = [layer]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen[id(current)] = current
-        stack.extend(flavor.children(current))
-    return list(seen.values())
-
-
 @dataclass
 class Assignment:
-    """One ``layer.trainable = value`` made by user code."""
+    """One ``layer.trainable = value`` made by user code.
+
+    The layer is held weakly: a test that builds and drops many models must not keep
+    them alive. ``reached`` holds the ids of the layers the assignment reached; they
+    are compared only while the layer lives (:meth:`alive`), so a reused id of a
+    dead layer never matches.
+    """
 
     seq: int
-    layer: Any  # kept alive for the test, so the ids below stay unique
+    layer_ref: weakref.ref[Any]
+    name: str
     value: bool
     location: str
     reached: set[int]
 
     @property
-    def name(self) -> str:
-        return str(self.layer.name)
+    def layer(self) -> Any:
+        return self.layer_ref()
+
+    def alive(self) -> bool:
+        return self.layer_ref() is not None
 
     def describe(self) -> str:
         return f"{self.name}.trainable = {self.value} at {self.location}"
@@ -110,18 +109,22 @@ class Assignment:
 
 @dataclass
 class TrainableState:
-    """The trainable flags of a model's layers and its trainable variables, at one moment."""
+    """The trainable flags of a model's layers and its trainable variables, at one moment.
+
+    ``known`` holds the ids of every weight the model had then: a weight created later
+    (a model built by its first ``fit()``) is new, not unfrozen.
+    """
 
     seq: int
     event: str  # "compile", "build" or "call"
     location: str
     flags: dict[int, bool]
     trainable: frozenset[int] | None  # None when only flags are known
+    known: frozenset[int] | None = None
 
 
 @dataclass
 class ModelHistory:
-    model: Any
     compiles: list[TrainableState] = field(default_factory=list)
     built: TrainableState | None = None
 
@@ -129,26 +132,27 @@ class ModelHistory:
 def current_state(model: Any, event: str, seq: int, location: str) -> TrainableState:
     flavor = flavor_of(model)
     assert flavor is not None
-    flags = {id(layer): bool(layer.trainable) for layer in subtree(flavor, model)}
+    flags = {id(layer): bool(layer.trainable) for layer in flavor.subtree(model)}
     trainable = frozenset(id(v) for v in flavor.trainable_weights(model))
-    return TrainableState(seq, event, location, flags, trainable)
+    known = frozenset(id(v) for v in flavor.weights(model))
+    return TrainableState(seq, event, location, flags, trainable, known)
 
 
 class Provenance:
-    """Assignments and model states recorded during one test."""
+    """Assignments and model states recorded during one test (models held weakly)."""
 
     def __init__(self) -> None:
         self._seq = itertools.count(1)
         self.assignments: list[Assignment] = []
-        self.histories: dict[int, ModelHistory] = {}
+        self.histories: weakref.WeakKeyDictionary[Any, ModelHistory] = weakref.WeakKeyDictionary()
 
     def next_seq(self) -> int:
         return next(self._seq)
 
     def history(self, model: Any) -> ModelHistory:
-        entry = self.histories.get(id(model))
-        if entry is None or entry.model is not model:
-            entry = self.histories[id(model)] = ModelHistory(model)
+        entry = self.histories.get(model)
+        if entry is None:
+            entry = self.histories[model] = ModelHistory()
         return entry
 
     # -- events --------------------------------------------------------------------
@@ -156,9 +160,16 @@ class Provenance:
         """Run the real setter; record the assignment if user code made it."""
         flavor = flavor_of(layer)
         if flavor is not None and not assigned_by_keras():
-            reached = {id(sub) for sub in subtree(flavor, layer)}
+            reached = {id(sub) for sub in flavor.subtree(layer)}
             self.assignments.append(
-                Assignment(self.next_seq(), layer, bool(value), user_location(), reached)
+                Assignment(
+                    self.next_seq(),
+                    weakref.ref(layer),
+                    str(layer.name),
+                    bool(value),
+                    user_location(),
+                    reached,
+                )
             )
         setter()
 
@@ -174,27 +185,34 @@ class Provenance:
     # -- queries -------------------------------------------------------------------
     def compile_state(self, model: Any) -> TrainableState | None:
         """The state at the model's last compile(); Keras' own record if we missed it."""
-        history = self.histories.get(id(model))
-        if history is not None and history.model is model and history.compiles:
+        history = self.histories.get(model)
+        if history is not None and history.compiles:
             return history.compiles[-1]
-        recorded = getattr(model, "_compiled_trainable_state", None)
-        if isinstance(recorded, dict) and recorded:  # both flavours keep {layer: flag}
-            flags = {id(layer): bool(flag) for layer, flag in recorded.items()}
-            return TrainableState(0, "compile", "before this test", flags, None)
-        return None
+        return keras_compile_record(model)
 
     def build_state(self, model: Any) -> TrainableState | None:
-        history = self.histories.get(id(model))
-        if history is not None and history.model is model:
-            return history.built
-        return None
+        """The state when the model's train function was built, if seen in this test."""
+        history = self.histories.get(model)
+        return history.built if history is not None else None
 
     def assignments_reaching(self, layer_ids: set[int], after: int = 0) -> list[Assignment]:
         """Assignments made after ``after`` that reached any of ``layer_ids``."""
-        return [a for a in self.assignments if a.seq > after and a.reached & layer_ids]
+        return [
+            a for a in self.assignments if a.seq > after and a.reached & layer_ids and a.alive()
+        ]
 
     def last_assignment(self, layer_id: int) -> Assignment | None:
         for assignment in reversed(self.assignments):
-            if layer_id in assignment.reached:
+            if layer_id in assignment.reached and assignment.alive():
                 return assignment
         return None
+
+
+def keras_compile_record(model: Any) -> TrainableState | None:
+    """The flags Keras itself kept at the model's last ``compile()`` (a compile made
+    before this test was observed): a dict in Keras 3, a WeakKeyDictionary in tf_keras."""
+    recorded = getattr(model, "_compiled_trainable_state", None)
+    if isinstance(recorded, Mapping) and len(recorded):
+        flags = {id(layer): bool(flag) for layer, flag in list(recorded.items())}
+        return TrainableState(0, "compile", "before this test", flags, None)
+    return None

@@ -9,7 +9,7 @@ capped so a 500-layer model stays readable.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -62,10 +62,12 @@ def _group(change: WeightChange, model_name: str) -> str:
     return head if sep else model_name
 
 
-def _changed(change: WeightChange) -> str:
+def _changed(change: WeightChange, nonfinite: int = 0) -> str:
     text = f"{change.changed_fraction:.1%} ({change.changed_elements}/{change.size})"
     if change.nonfinite:
         text += "  became NaN/Inf"
+    elif nonfinite:
+        text += f"  holds NaN/Inf ({nonfinite}/{change.size})"
     return text
 
 
@@ -78,19 +80,21 @@ def _flag(change: WeightChange) -> str:
 _HEADER = ("weight", "shape", "dtype", "max |Δ|", "rel Δ", "changed", "flag now")
 
 
-def _row(c: WeightChange) -> tuple[str, ...]:
+def _row(c: WeightChange, nonfinite: int = 0) -> tuple[str, ...]:
     return (
         c.path,
         str(c.shape),
         c.dtype,
         _num(c.max_abs_delta),
         _num(c.rel_delta),
-        _changed(c),
+        _changed(c, nonfinite),
         _flag(c),
     )
 
 
-def _grouped_rows(diff: WeightDiff, changes: Sequence[WeightChange]) -> list[str]:
+def _grouped_rows(
+    diff: WeightDiff, changes: Sequence[WeightChange], nonfinite: Mapping[str, int] = {}
+) -> list[str]:
     """One table of ``changes`` (capped), with a heading line per top-level sub-model."""
     groups: dict[str, list[WeightChange]] = {}
     for change in changes:
@@ -109,7 +113,7 @@ def _grouped_rows(diff: WeightDiff, changes: Sequence[WeightChange]) -> list[str
         entries.append(f"  {name}: {moved} of {total} weights moved")
         shown = members[:budget]
         budget -= len(shown)
-        entries.extend(_row(c) for c in shown)
+        entries.extend(_row(c, nonfinite.get(c.path, 0)) for c in shown)
         if len(members) > len(shown):
             entries.append(f"    ... and {len(members) - len(shown)} more weights of {name}")
     rows = [e for e in entries if isinstance(e, tuple)]
@@ -179,6 +183,7 @@ def failure_message(
     offending: Sequence[WeightChange],
     title: str,
     findings: Sequence[Any] = (),
+    nonfinite: Mapping[str, int] = {},
 ) -> str:
     """The message of a failed check: expectation, offenders by sub-model, the rest."""
     selected = diff.select(*expectation.layers)
@@ -195,7 +200,7 @@ def failure_message(
         f"Mismatched weights: {len(offending)} / {len(pool)} ({share:.1%})",
         "",
         f"Weights that {verb}:",
-        *_grouped_rows(diff, offending),
+        *_grouped_rows(diff, offending, nonfinite),
     ]
     bad_paths = {c.path.rsplit("/", 1)[0] for c in offending}
     bad_nodes = {

@@ -22,7 +22,13 @@ _MAX_LISTED_PATHS = 40
 
 @dataclass
 class LayerNode:
-    """One place of a layer in the tree; a shared layer has one node per path."""
+    """One place of a layer in the tree; a shared layer has one node per path.
+
+    The last part of ``path`` is the layer's name, except where two different layers
+    of one container share a name (a subclassed model holding three
+    ``Dense(name="hidden")``): those are told apart as ``hidden#1``, ``hidden#2``, ...
+    in the order Keras lists them.
+    """
 
     path: str
     layer: Any
@@ -30,6 +36,11 @@ class LayerNode:
 
     @property
     def name(self) -> str:
+        return str(self.layer.name)
+
+    @property
+    def part(self) -> str:
+        """The last part of the path (the name, or ``name#n`` for a repeated name)."""
         return self.path.rsplit("/", 1)[-1]
 
 
@@ -60,14 +71,18 @@ def require_model(model: Any, what: str = "model") -> tuple[Flavor, list[Any]]:
             f"expected a Keras model (keras.Model, or a tf_keras one), got {describe(model)}. "
             f"Pass the model object whose weights the check should watch."
         )
-    if not flavor.is_built(model):
+    # The question is "are there weights", not "is `built` set": the keras-io DCGAN (a
+    # Model subclass with a custom train_step and no call()) holds all its weights
+    # through its generator and discriminator and is never built itself.
+    weights = flavor.weights(model)
+    if not weights and not flavor.is_built(model):
         kind = "model" if is_model(model) else "layer"
         raise ValueError(
             f"{kind} {model.name!r} is not built yet, so it has no weights to watch. "
-            f"Build it first: give it an Input (keras.Input(shape=...)), call "
-            f"{model.name}.build(input_shape), or call it once on a batch of data."
+            f"Build it first: give it an Input (keras.Input(shape=...)), call it once on "
+            f"a batch of data, or call {model.name}.build(input_shape) if it defines "
+            f"call()."
         )
-    weights = flavor.weights(model)
     if not weights:
         raise ValueError(
             f"{what} {model.name!r} has no weights: there is nothing a freeze check could "
@@ -85,6 +100,7 @@ class ModelIndex:
         self.flavor = flavor
         self.nodes: list[LayerNode] = []
         self._paths_by_layer: dict[int, list[str]] = {}
+        self._by_path: dict[str, Any] = {}
         self._walk(model, prefix="", ancestors=(id(model),))
         self.variables: list[Any] = flavor.weights(model) if weights is None else weights
         self.info: dict[int, VariableInfo] = {}
@@ -92,11 +108,12 @@ class ModelIndex:
 
     # -- the tree ------------------------------------------------------------------
     def _walk(self, layer: Any, prefix: str, ancestors: tuple[int, ...]) -> None:
-        for child in self.flavor.children(layer):
-            if id(child) in ancestors:  # a cycle would be a Keras bug; do not loop on it
-                continue
-            path = f"{prefix}{child.name}"
+        children = [c for c in self.flavor.children(layer) if id(c) not in ancestors]
+        # (a cycle would be a Keras bug; do not loop on it)
+        for child, part in zip(children, _distinct_parts(children), strict=True):
+            path = f"{prefix}{part}"
             self.nodes.append(LayerNode(path, child, prefix.rstrip("/")))
+            self._by_path[path] = child
             self._paths_by_layer.setdefault(id(child), []).append(path)
             self._walk(child, prefix=f"{path}/", ancestors=(*ancestors, id(child)))
 
@@ -128,6 +145,10 @@ class ModelIndex:
 
     def paths(self) -> list[str]:
         return [node.path for node in self.nodes]
+
+    def layer_at(self, path: str) -> Any:
+        """The layer at ``path`` (``KeyError`` if there is none)."""
+        return self._by_path[path]
 
     def paths_of(self, layer: Any) -> list[str]:
         """Every path at which ``layer`` sits in the tree (none if it is not in it)."""
@@ -188,23 +209,28 @@ class ModelIndex:
             nodes = [
                 n
                 for n in self.nodes
-                if fnmatch.fnmatchcase(n.name, text) or fnmatch.fnmatchcase(n.path, text)
+                if fnmatch.fnmatchcase(n.name, text)
+                or fnmatch.fnmatchcase(n.part, text)
+                or fnmatch.fnmatchcase(n.path, text)
             ]
             kind = "glob"
         elif "/" in text:
             nodes = [n for n in self.nodes if n.path == text]
             kind = "path"
+        elif "#" in text:  # one of several same-named layers ("hidden#2"), at any depth
+            nodes = [n for n in self.nodes if text in (n.part, n.name)]
+            kind = "path"
         else:
             nodes = [n for n in self.nodes if n.name == text]
             kind = "name"
-            distinct = _unique_layers(n.layer for n in nodes)
-            if len(distinct) > 1:
-                paths = "\n".join(f"  {n.path}" for n in nodes)
-                raise LayerNotFoundError(
-                    f"layer name {selector!r} is ambiguous in model {self.model.name!r}: "
-                    f"{len(distinct)} different layers have it, at\n{paths}\n"
-                    f"Select one by its path (e.g. {nodes[0].path!r})."
-                )
+        distinct = _unique_layers(n.layer for n in nodes)
+        if kind != "glob" and len(distinct) > 1:
+            paths = "\n".join(f"  {n.path}" for n in nodes)
+            raise LayerNotFoundError(
+                f"layer {kind} {selector!r} is ambiguous in model {self.model.name!r}: "
+                f"{len(distinct)} different layers have it, at\n{paths}\n"
+                f"Select one by its path (e.g. {nodes[0].path!r})."
+            )
         if not nodes:
             if missing_ok:
                 return []
@@ -215,7 +241,9 @@ class ModelIndex:
         return _unique_layers(n.layer for n in nodes)
 
     def _suggest(self, text: str) -> str:
-        candidates = sorted({n.name for n in self.nodes} | set(self.paths()))
+        candidates = sorted(
+            {n.name for n in self.nodes} | {n.part for n in self.nodes} | set(self.paths())
+        )
         close = difflib.get_close_matches(text, candidates, n=3, cutoff=0.6)
         if not close:
             return ""
@@ -238,6 +266,24 @@ def _unique_layers(layers: Iterable[Any]) -> list[Any]:
             seen.add(id(layer))
             out.append(layer)
     return out
+
+
+def _distinct_parts(children: Sequence[Any]) -> list[str]:
+    """The path part of each child: its name, or ``name#n`` where different layers of
+    one container share the name."""
+    counts: dict[str, int] = {}
+    for child in children:
+        counts[str(child.name)] = counts.get(str(child.name), 0) + 1
+    seen: dict[str, int] = {}
+    parts = []
+    for child in children:
+        name = str(child.name)
+        if counts[name] == 1:
+            parts.append(name)
+            continue
+        seen[name] = seen.get(name, 0) + 1
+        parts.append(f"{name}#{seen[name]}")
+    return parts
 
 
 def _unique_path(prefix: str, name: str, used: set[str]) -> str:

@@ -25,7 +25,9 @@ class SessionResults:
     def add(self, report: Any) -> None:
         """Take what a test report carries (any phase, any process)."""
         previous = self.outcomes.get(report.nodeid, "passed")
-        if report.outcome == "failed" or previous == "failed":
+        if hasattr(report, "wasxfail") and report.when == "call":
+            self.outcomes[report.nodeid] = "xfailed" if report.outcome == "skipped" else "xpassed"
+        elif report.outcome == "failed" or previous == "failed":
             outcome = "failed" if report.when == "call" or previous == "failed" else "error"
             self.outcomes[report.nodeid] = outcome
         elif report.outcome == "skipped" and report.when != "teardown":
@@ -85,6 +87,8 @@ def _submodels(by_submodel: dict[str, list[int]]) -> str:
 
 def _check_line(check: dict[str, Any]) -> str:
     status = "PASS" if check["passed"] else "FAIL"
+    if check.get("checked_nothing"):
+        return f"  {status}  {check['check']} checked nothing: no trained model held its layers"
     where = f" on {check['call']}" if check.get("call") else f" on {check['model']!r}"
     return (
         f"  {status}  {check['check']}{where}: "

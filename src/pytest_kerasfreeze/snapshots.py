@@ -63,6 +63,7 @@ class Snapshot:
                 self.drift[i] = spread
         self._values: list[np.ndarray] | None = None
         self.trainable = flavor.trainable_now(index.model, self.variables)
+        self.released = False
 
     def _copy_comparing(self, previous: Any, variable: Any) -> tuple[Any, float]:
         from pytest_kerasfreeze.weightdiff import compare
@@ -80,9 +81,25 @@ class Snapshot:
         copy.setflags(write=False)
         return copy, 0.0
 
+    def release(self) -> None:
+        """Drop the kept values: the snapshot can no longer be compared or read."""
+        self._captured = [None] * len(self._captured)
+        self._values = None
+        self.stats_since = {}
+        self.released = True
+
+    def _require_values(self) -> None:
+        if self.released:
+            raise ValueError(
+                f"this snapshot of model {self.model.name!r} no longer holds its values "
+                f"(a training record keeps only the figures of its diff): take a new "
+                f"snapshot, or watch the call with weight_tracker.watch(model)"
+            )
+
     @property
     def values(self) -> list[np.ndarray]:
         """The kept values as numpy arrays (made on first use where kept by the backend)."""
+        self._require_values()
         if self._values is None:
             self._values = [materialize(c) for c in self._captured]
         return self._values
@@ -94,6 +111,7 @@ class Snapshot:
         return captured_dtype(self._captured[i])
 
     def value(self, i: int) -> np.ndarray:
+        self._require_values()
         if self._values is not None:
             return self._values[i]
         return materialize(self._captured[i])
@@ -105,7 +123,7 @@ class Snapshot:
     @property
     def nbytes(self) -> int:
         """Bytes of the values kept."""
-        return sum(captured_nbytes(c) for c in self._captured)
+        return sum(captured_nbytes(c) for c in self._captured if c is not None)
 
     def retake(self) -> Snapshot:
         """A new snapshot of the same weights of the same model, taken now.
@@ -113,6 +131,7 @@ class Snapshot:
         A weight whose bits did not change shares this snapshot's value instead of
         being copied again.
         """
+        self._require_values()
         return Snapshot(self.index, self.variables, self.selectors, since=self)
 
     def diff(self, after: Snapshot, *, atol: float = 0.0, rtol: float = 0.0) -> WeightDiff:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -67,9 +68,14 @@ def _json_float(value: float) -> float | str:
 
 
 def check_tolerances(atol: Any, rtol: Any) -> tuple[float, float]:
-    """Validate ``atol``/``rtol``: finite, non-negative numbers."""
+    """Validate ``atol``/``rtol``: finite, non-negative real numbers (not ``True``, not
+    ``"1e-3"``: numpy's ``allclose`` refuses those too)."""
     out = []
     for name, value in (("atol", atol), ("rtol", rtol)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
+            raise TypeError(
+                f"{name} must be a real number like 1e-6, got {type(value).__name__} {value!r}"
+            )
         try:
             number = float(value)
         except (TypeError, ValueError):
@@ -321,7 +327,37 @@ class WeightDiff:
         atol, rtol = check_tolerances(atol, rtol)
         if (atol, rtol) == (self.atol, self.rtol):
             return self
-        return WeightDiff(self._before, self._filled(), atol=atol, rtol=rtol)
+        after = self._filled()
+        if self._require_before().released or after.released:
+            raise ValueError(
+                f"this diff of model {self.model_name!r} kept its figures but not the "
+                f"weights' values (weight_tracker.records keep no copies), so it cannot be "
+                f"judged again with atol={atol:g}, rtol={rtol:g}. Watch the call with "
+                f"weight_tracker.watch(model) to keep the values."
+            )
+        return WeightDiff(self._before, after, atol=atol, rtol=rtol)
+
+    def nonfinite_counts(self, changes: Sequence[WeightChange]) -> dict[str, int]:
+        """How many elements of each of ``changes`` hold NaN or Inf now (only those with
+        any). Empty when the values were not kept."""
+        before, after = self._require_before(), self._filled()
+        if after.released:
+            return {}
+        position = {before.index.info[id(v)].path: i for i, v in enumerate(before.variables)}
+        counts = {}
+        for change in changes:
+            value = after.value(position[change.path])
+            if value.dtype.kind not in "fc" and value.dtype.name != "bfloat16":
+                continue
+            bad = int(value.size - np.count_nonzero(np.isfinite(value.astype(np.float64))))
+            if bad:
+                counts[change.path] = bad
+        return counts
+
+    def _release_values(self) -> None:
+        """Drop the kept values (the figures stay): what a training record keeps."""
+        self._require_before().release()
+        self._filled().release()
 
     def by_submodel(self) -> dict[str, tuple[int, int]]:
         """``{path: (moved, total)}`` for every sub-model and layer holding watched weights."""
@@ -387,7 +423,15 @@ class WeightDiff:
             diagnosis = judged.diagnose(findings)
             title = f"{source} failed" + (f" on {call}" if call else "")
             expectation = Expectation(expect, tuple(layers), judged.atol, judged.rtol)
-            message = failure_message(judged, expectation, offending, title, diagnosis)
+            nonfinite = judged.nonfinite_counts(offending) if expect == "trains" else {}
+            if nonfinite:  # the real reason they "did not move": say it first
+                from pytest_kerasfreeze.diagnosis import NONFINITE, nonfinite_finding
+
+                held = [c for c in offending if c.path in nonfinite]
+                diagnosis = [nonfinite_finding(judged.model_name, held, nonfinite)] + [
+                    f for f in diagnosis if f.kind != NONFINITE
+                ]
+            message = failure_message(judged, expectation, offending, title, diagnosis, nonfinite)
         checklog.note_check(source, expect, judged, layers, message, call)
         if message is not None:
             raise FreezeAssertionError(message, diff=judged, findings=diagnosis)
