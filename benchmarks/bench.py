@@ -284,8 +284,8 @@ def bench_marker(args, results):
     import keras
     import numpy as np
 
-    from pytest_kerasfreeze.markers import MarkerSpec
-    from pytest_kerasfreeze.testrun import TestRun
+    from pytest_kerasfreeze.markers import parse_marker
+    from pytest_kerasfreeze.observer import TestObserver
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(320, 16, 16, 3)).astype("float32")
@@ -317,9 +317,9 @@ def bench_marker(args, results):
             run.finish()
 
     variants = {
-        "unmarked": lambda: TestRun([], trap="ignore"),
-        "marked": lambda: TestRun([MarkerSpec("frozen", ("base",))]),
-        "light": lambda: TestRun([]),
+        "unmarked": lambda: TestObserver([], trap="ignore"),
+        "marked": lambda: TestObserver([parse_marker("frozen", ("base",), {})]),
+        "light": lambda: TestObserver([]),
     }
     realistic_test()
     # Interleaved, each run after a clear_session() (not timed): a variant measured

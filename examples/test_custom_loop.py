@@ -14,7 +14,7 @@ import pytest
 if keras.backend.backend() != "tensorflow":
     pytest.skip("this loop is written with tf.GradientTape", allow_module_level=True)
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 DATA = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
 

@@ -53,7 +53,7 @@ def keras2_recipe():
 
 
 def test_the_keras2_recipe_on_this_keras():
-    discriminator, generator, combined = keras2_recipe()
+    discriminator, generator, _combined = keras2_recipe()
     fake = generator.predict(NOISE, verbose=0)
     x = np.concatenate([REAL, fake])
     y = np.concatenate([np.ones((32, 1)), np.zeros((32, 1))]).astype("float32")

@@ -70,3 +70,13 @@ def test_fine_tune_the_whole_model():
     # the report lists base/block*_bn/moving_mean among the weights that moved: once the
     # base is trainable, a Functional model passes fit()'s training=True down to it and
     # overrides the training=False given above. tf_keras keeps them still.
+
+
+# The whole fine-tuning invariant in one line: the head trains, nothing else moves — not
+# a kernel of the base, not a BatchNormalization statistic.
+@pytest.mark.trains_only("head")
+def test_the_whole_invariant_as_one_marker():
+    model, base = build_classifier()
+    base.trainable = False
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    model.fit(IMAGES, LABELS, epochs=2, batch_size=32, verbose=0)  # checked here

@@ -2,11 +2,11 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import textwrap  # noqa: E402
+import textwrap
 
-import pytest  # noqa: E402
+import pytest
 
-from kmodels import keras  # noqa: E402
+from kmodels import clear_session, keras
 
 INNER_PLUGINS = "-p kerasfreeze -p xdist"
 
@@ -28,7 +28,7 @@ def _inner_runs(request, monkeypatch):
 def _seeded():
     keras.utils.set_random_seed(1234)
     yield
-    keras.backend.clear_session()
+    clear_session()
 
 
 MODEL_SRC = textwrap.dedent(

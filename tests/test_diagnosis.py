@@ -13,7 +13,7 @@ import pytest
 
 from kmodels import BACKEND, LEGACY, base_and_head, compile_, data, keras, seed_containers
 from pytest_kerasfreeze import CompileOrderWarning, FreezeAssertionError, assert_trains
-from pytest_kerasfreeze.compat import TRAP_SEMANTICS
+from pytest_kerasfreeze.traps import TRAP_SEMANTICS
 
 RUNTIME = "tf_keras" if LEGACY else BACKEND
 HERE = "tests/test_diagnosis.py"
@@ -64,12 +64,12 @@ def test_trap_table_row(weight_tracker, method, phase, direction):
                 train()
             notes = "\n".join(getattr(raised.value, "__notes__", []))
             assert "pytest-kerasfreeze: [compile-order trap]" in notes
-            assert f"body.trainable = {direction == 'unfreeze'} at {where}" in notes
+            assert f"body.trainable = {direction == 'unfreeze'} set at {where}" in notes
         else:
             train()
     [warning] = [w for w in warned if w.category is CompileOrderWarning]
     text = str(warning.message)
-    assert f"body.trainable = {direction == 'unfreeze'} at {where}" in text
+    assert f"body.trainable = {direction == 'unfreeze'} set at {where}" in text
     assert behaviour in text
     assert "Fix: set `trainable` first, then call net.compile(...) again" in text
     assert warning.filename.endswith("test_diagnosis.py")  # points at the user's call
@@ -150,15 +150,16 @@ def build_gan():
 
 
 def test_keras2_gan_recipe(weight_tracker):
-    discriminator, generator, combined, where = build_gan()
+    discriminator, _generator, combined, where = build_gan()
     real = np.random.default_rng(0).normal(size=(16, 4)).astype("float32")
     noise = np.random.default_rng(1).normal(size=(16, 2)).astype("float32")
-    outcome, behaviour = TRAP_SEMANTICS[(RUNTIME, "after-compile", "freeze")]
+    outcome, _behaviour = TRAP_SEMANTICS[(RUNTIME, "after-compile", "freeze")]
 
-    with pytest.warns(CompileOrderWarning, match="discriminator.trainable = False at") as warned:
+    expected = "discriminator.trainable = False set at"
+    with pytest.warns(CompileOrderWarning, match=expected) as warned:
         discriminator.train_on_batch(real, np.ones((16, 1), "float32"))
     text = str(next(w for w in warned if w.category is CompileOrderWarning).message)
-    assert f"discriminator.trainable = False at {where}" in text
+    assert f"discriminator.trainable = False set at {where}" in text
     assert "now frozen, trainable before: 4 weights of d_hidden, d_out" in text
     assert "write a custom train_step" in text  # the GAN-specific fix
     d_moved = bool(weight_tracker.records[-1].diff.moved())
@@ -179,7 +180,7 @@ def test_keras2_gan_recipe(weight_tracker):
         assert_trains(discriminator, x=real, y=np.ones((16, 1), "float32"))
     message = str(failure.value)
     assert "Diagnosis:\n  [compile-order trap] discriminator: 4 weights frozen" in message
-    assert f"discriminator.trainable = False at {where}" in message
+    assert f"discriminator.trainable = False set at {where}" in message
     assert "Keras 2 (tf_keras): ignored: the flags at compile() rule" in message
     assert [f.kind for f in failure.value.findings] == ["compile-order trap"]
 
@@ -306,7 +307,7 @@ def test_unfrozen_after_fit():
         result.stdout.fnmatch_lines(
             [
                 "*CompileOrderWarning: clf: 2 weights unfrozen after the first fit()*",
-                "    base.trainable = True at test_user.py:8",
+                "    base.trainable = True set at test_user.py:8",
             ]
         )
 

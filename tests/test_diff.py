@@ -28,7 +28,7 @@ def seed():
 def test_seed_scenario_per_submodel_counts(seed):
     """Keras 3 propagates FixedContainer's flag to the shared layers: NormalContainer is
     frozen too, and the report says so truthfully."""
-    model_fixed, model_normal, *_ = seed
+    _model_fixed, model_normal, *_ = seed
     x, y = data()
     before = snapshot(model_normal)
     model_normal.fit(x, y, epochs=2, verbose=0)

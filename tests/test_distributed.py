@@ -12,7 +12,8 @@ COMMON = """
 import numpy as np
 import pytest
 from pytest_kerasfreeze import assert_frozen, assert_trains, snapshot
-from pytest_kerasfreeze.compat import flavor_of
+from pytest_kerasfreeze.buffers import replicas
+from pytest_kerasfreeze.flavors import flavor_of
 
 X = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
 Y = np.random.default_rng(1).normal(size=(32, 1)).astype("float32")
@@ -30,7 +31,7 @@ def build():
 def test_every_replica_is_read():
     model = make_model()
     head_kernel = model.get_layer("head").weights[0]
-    assert len(flavor_of(model).read_replicas(head_kernel)) == 2
+    assert len(replicas(flavor_of(model).raw(head_kernel))) == 2
 
 @pytest.mark.frozen("base")
 @pytest.mark.trains("head")
@@ -52,8 +53,8 @@ def test_replica_drift_is_reported(weight_tracker):
     model = make_model()
     with weight_tracker.watch(model, "head") as diff:
         break_one_replica(model.get_layer("head").weights[0])
-    [finding] = [f for f in diff.diagnose() if f.kind == "replica drift"]
-    assert finding.summary.startswith("spread: the replicas of 1 distributed weights differ")
+    [finding] = [f for f in diff.findings() if f.kind == "replica drift"]
+    assert finding.summary.startswith("spread: the replicas of 1 distributed weight differ")
     assert "head/kernel" in finding.summary
 """
 

@@ -166,7 +166,10 @@ def test_trap_when_the_model_was_trained_before_the_test(user_project):
     result = run(
         user_project,
         """
-from pytest_kerasfreeze.compat import TRAP_SEMANTICS, runtime_of
+import os
+from pytest_kerasfreeze.traps import TRAP_SEMANTICS
+
+RUNTIME = "tf_keras" if os.environ.get("TF_USE_LEGACY_KERAS") == "1" else keras.backend.backend()
 
 PRETRAINED = make_model()
 PRETRAINED.get_layer("base").trainable = True
@@ -187,7 +190,7 @@ def test_first_user_of_the_fixture(shared):
 @pytest.mark.parametrize("which", ["import", "fixture"])
 def test_freeze_now(which, shared, weight_tracker):
     model = PRETRAINED if which == "import" else shared
-    outcome, behaviour = TRAP_SEMANTICS[(runtime_of(model), "after-build", "freeze")]
+    outcome, behaviour = TRAP_SEMANTICS[(RUNTIME, "after-build", "freeze")]
     before = [np.array(w) for w in model.get_layer("base").get_weights()]
     model.get_layer("base").trainable = False
     with pytest.warns(Warning) as warned:

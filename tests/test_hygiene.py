@@ -76,13 +76,16 @@ def test_nested_checks_on_the_same_and_different_models():
     other, _ = base_and_head(freeze_base=False, name="other")
     x, y = data()
     tracker = WeightTracker()
-    with tracker.watch(model) as outer:
-        with assert_frozen(model, "base"), assert_trains(model, "head") as inner_check:
-            with tracker.watch(other) as other_diff:
-                model.fit(x, y, verbose=0)
-                other.fit(x, y, verbose=0)
-            with assert_frozen(model, "base"):
-                model.train_on_batch(x, y)
+    with (
+        tracker.watch(model) as outer,
+        assert_frozen(model, "base"),
+        assert_trains(model, "head") as inner_check,
+    ):
+        with tracker.watch(other) as other_diff:
+            model.fit(x, y, verbose=0)
+            other.fit(x, y, verbose=0)
+        with assert_frozen(model, "base"):
+            model.train_on_batch(x, y)
     assert outer.by_submodel()["base"] == (0, 6)
     assert outer.by_submodel()["head"] == (2, 2)
     assert inner_check.diff.by_submodel()["head"] == (2, 2)

@@ -10,8 +10,8 @@ import pytest
 
 from kmodels import base_and_head, custom_train_step, data, keras
 from pytest_kerasfreeze import WeightTracker, assert_trains, snapshot
-from pytest_kerasfreeze.markers import MarkerSpec
-from pytest_kerasfreeze.testrun import TestRun
+from pytest_kerasfreeze.markers import parse_marker
+from pytest_kerasfreeze.observer import TestObserver
 
 
 def training(model, x, y):
@@ -25,11 +25,13 @@ def run_in(mode):
     model, _ = base_and_head(freeze_base=False)
     x, y = data()
     if mode == "unobserved":  # no patch at all, not even the light trap check
-        run = TestRun([], trap="ignore")
+        run = TestObserver([], trap="ignore")
     elif mode == "marker":
-        run = TestRun([MarkerSpec("trains", ("head",)), MarkerSpec("frozen", ("nothing_*",))])
+        run = TestObserver(
+            [parse_marker("trains", ("head",), {}), parse_marker("frozen", ("nothing_*",), {})]
+        )
     else:
-        run = TestRun([])
+        run = TestObserver([])
     run.start()
     try:
         if mode == "watch":

@@ -56,7 +56,7 @@ def test_failure_output_shows_the_report(user_project):
     )
     # the traceback stops at the user's line, not inside the plugin
     result.stdout.fnmatch_lines(['*with assert_frozen(model, "head"):*'])
-    assert "assertions.py" not in result.stdout.str()
+    assert "checks.py" not in result.stdout.str()
 
 
 def test_markers_are_registered_for_strict_markers(user_project):
@@ -78,8 +78,9 @@ def test_markers_are_registered_for_strict_markers(user_project):
     markers = user_project.runpytest("--markers")
     markers.stdout.fnmatch_lines(
         [
-            "@pytest.mark.frozen(*layers, atol=0.0, rtol=0.0):*",
-            "@pytest.mark.trains(*layers, atol=0.0, rtol=0.0):*",
+            "@pytest.mark.frozen(*layers, exclude=(), atol=0.0, rtol=0.0):*",
+            "@pytest.mark.trains(*layers, exclude=(), atol=0.0, rtol=0.0):*",
+            "@pytest.mark.trains_only(*layers, allow=(), exclude=(), atol=0.0, rtol=0.0):*",
         ]
     )
 

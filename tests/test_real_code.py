@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
-from kmodels import BACKEND, LEGACY, compile_, data, keras
+from kmodels import BACKEND, LEGACY, compile_, data, keras, value_of
 from pytest_kerasfreeze import (
     CompileOrderWarning,
     FreezeAssertionError,
@@ -27,8 +27,7 @@ RUNTIME = "tf_keras" if LEGACY else BACKEND
 
 def values_by_variable(model):
     """The oracle: a numpy copy of every weight, keyed by the variable's identity."""
-    return {id(v): np.array(keras.backend.get_value(v) if LEGACY else v.numpy(), copy=True)
-            for v in model.weights}  # fmt: skip
+    return {id(v): value_of(v) for v in model.weights}
 
 
 def moved_by_oracle(model, before):
@@ -216,7 +215,7 @@ def trained_before_the_test():
 def test_freezing_after_a_fit_made_before_the_test_is_diagnosed(
     trained_before_the_test, weight_tracker
 ):
-    from pytest_kerasfreeze.compat import TRAP_SEMANTICS
+    from pytest_kerasfreeze.traps import TRAP_SEMANTICS
 
     model, base = trained_before_the_test
     base.trainable = False
@@ -297,13 +296,12 @@ def test_assert_trains_on_weights_already_nan_says_they_are_nan():
     body = model.get_layer("body")
     kernel, bias = body.get_weights()
     body.set_weights([np.full_like(kernel, np.nan), bias])
-    with pytest.raises(FreezeAssertionError) as info:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # NaN losses
-            assert_trains(model, "body", x=data()[0], y=data()[1])
+    with pytest.raises(FreezeAssertionError) as info, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # NaN losses
+        assert_trains(model, "body", x=data()[0], y=data()[1])
     message = str(info.value)
     assert "body/kernel" in message and "holds NaN/Inf (12/12)" in message
-    assert "[NaN values] net: 1 weights hold NaN/Inf values (body)" in message
+    assert "[NaN values] net: 1 weight holds NaN/Inf values (body)" in message
     assert "a NaN stays a NaN" in message
 
 
@@ -313,7 +311,7 @@ def test_assert_trains_on_weights_already_nan_says_they_are_nan():
 @pytest.mark.parametrize("bad", [{"atol": True}, {"rtol": "1e-3"}, {"atol": None}])
 def test_tolerances_must_be_real_numbers(bad):
     model = compile_(keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)]))
-    name, value = next(iter(bad.items()))
+    name, _value = next(iter(bad.items()))
     with pytest.raises(TypeError, match=f"{name} must be a real number like 1e-6, got "):
         assert_frozen(model, **bad)
 

@@ -83,8 +83,10 @@ def check_json(path):
     assert [c["call"] for c in marker["checks"]] == ["clf.fit()", "clf.train_on_batch()"]
     assert marker["checks"][0]["source"] == "marker"
     assert marker["checks"][0]["by_submodel"] == {
-        "base": [0, 2], "base/base_dense": [0, 2], "head": [2, 2]
-    }  # fmt: skip
+        "base": {"moved": 0, "total": 2},
+        "base/base_dense": {"moved": 0, "total": 2},
+        "head": {"moved": 2, "total": 2},
+    }
     assert [(r["model"], r["method"], r["moved"], r["total"]) for r in marker["records"]] == [
         ("clf", "fit", 2, 4),
         ("clf", "train_on_batch", 2, 4),

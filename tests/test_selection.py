@@ -8,7 +8,7 @@ from pytest_kerasfreeze import LayerNotFoundError, assert_frozen, snapshot
 
 
 def paths_of(snap):
-    return [snap.index.info[id(v)].path for v in snap.variables]
+    return [c.path for c in snap.diff(snap).changes]
 
 
 @pytest.fixture
@@ -68,7 +68,7 @@ def test_unknown_name_lists_closest_names_and_layer_paths(seed):
     with pytest.raises(LayerNotFoundError) as info:
         snapshot(model_fixed, "shared_3")
     msg = str(info.value)
-    assert "no layer of model 'model_fixed' matches the name 'shared_3'" in msg
+    assert "no layer or weight of model 'model_fixed' matches the name 'shared_3'" in msg
     suggestion = msg.split("Did you mean ", 1)[1].split("?", 1)[0]
     assert sorted(suggestion.split(" or ")) == ["'shared_1'", "'shared_2'"]
     assert "Layers of model 'model_fixed':\n" in msg
@@ -109,9 +109,9 @@ def test_shared_layer_reached_by_two_paths_is_not_ambiguous():
 
 def test_empty_selector_and_bad_selector_type(seed):
     model_fixed, *_ = seed
-    with pytest.raises(LayerNotFoundError, match="empty layer selector ''"):
+    with pytest.raises(LayerNotFoundError, match="empty selector ''"):
         snapshot(model_fixed, "")
-    with pytest.raises(TypeError, match="a layer selector must be .* got int 3"):
+    with pytest.raises(TypeError, match=r"a selector must be .* got int 3"):
         snapshot(model_fixed, 3)
 
 
@@ -144,7 +144,7 @@ def test_not_a_model_is_a_type_error(thing, kind):
 
 def test_unbuilt_models_are_value_errors():
     seq = keras.Sequential([keras.layers.Dense(2)], name="lazy")
-    with pytest.raises(ValueError, match="model 'lazy' is not built yet.*lazy.build"):
+    with pytest.raises(ValueError, match=r"model 'lazy' is not built yet.*lazy\.build"):
         snapshot(seq)
 
     class Sub(keras.Model):
@@ -164,5 +164,5 @@ def test_models_and_selections_without_weights():
     with pytest.raises(ValueError, match="model 'flat' has no weights"):
         snapshot(empty)
     model, _ = base_and_head()
-    with pytest.raises(ValueError, match="the layers selected \\('drop'\\) .* hold no weights"):
+    with pytest.raises(ValueError, match=r"the selection \('drop'\) of model .* holds no weights"):
         snapshot(model, "drop")

@@ -8,7 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_kerasfreeze.weightdiff import _CHUNK, compare
+from pytest_kerasfreeze.buffers import BLOCK as _CHUNK
+from pytest_kerasfreeze.buffers import compare
 
 SPECIAL = [0.0, -0.0, 1.0, math.nan, math.inf, -math.inf]
 
@@ -23,10 +24,7 @@ def reference(before, after):
     finite_before = b[np.isfinite(b)]
     norm_before = math.sqrt(float(np.sum(finite_before**2)))
     norm_delta = math.sqrt(float(np.sum(delta**2)))
-    if norm_before > 0:
-        rel = norm_delta / norm_before
-    else:
-        rel = math.inf if norm_delta > 0 else 0.0
+    rel = norm_delta / norm_before if norm_before > 0 else math.inf if norm_delta > 0 else 0.0
     n = int(changed.sum())
     return {
         "moved": n > 0,

@@ -33,7 +33,7 @@ def test_watch_train_on_batch():
 
 
 def test_watch_custom_training_loop():
-    model, base = base_and_head(freeze_base=True)
+    model, _base = base_and_head(freeze_base=True)
     optimizer = keras.optimizers.SGD(0.1)
     x, y = data()
     with WeightTracker().watch(model) as d:
@@ -63,12 +63,11 @@ def test_watch_counts_only_the_block():
 def test_watch_diff_is_empty_until_exit_and_filled_after_an_error():
     model, _ = base_and_head(freeze_base=False)
     x, y = data()
-    with pytest.raises(ZeroDivisionError):
-        with WeightTracker().watch(model, "head") as d:
-            with pytest.raises(RuntimeError, match="filled when its watch"):
-                d.moved()
-            model.fit(x, y, verbose=0)
-            1 / 0  # noqa: B018
+    with pytest.raises(ZeroDivisionError), WeightTracker().watch(model, "head") as d:
+        with pytest.raises(RuntimeError, match="filled when its watch"):
+            d.moved()
+        model.fit(x, y, verbose=0)
+        1 / 0  # noqa: B018
     assert len(d.moved()) == 2  # filled for a post-mortem
 
 

@@ -3,6 +3,13 @@
 Importing this package imports nothing heavy (no numpy, Keras, TensorFlow, JAX or
 torch): the public names below are loaded on first use, so the pytest plugin, which
 lives in this package, loads in milliseconds.
+
+Example::
+
+    from pytest_kerasfreeze import assert_trains_only
+
+    with assert_trains_only(model, "head"):
+        model.fit(x, y)
 """
 
 from __future__ import annotations
@@ -13,27 +20,39 @@ from typing import TYPE_CHECKING, Any
 from pytest_kerasfreeze.exceptions import (
     CompileOrderWarning,
     FreezeAssertionError,
+    FreezeViolationWarning,
     KerasFreezeWarning,
     LayerNotFoundError,
 )
 
+__version__ = "0.2.0"
+
 if TYPE_CHECKING:
-    from pytest_kerasfreeze.assertions import FreezeCheck, assert_frozen, assert_trains
-    from pytest_kerasfreeze.diagnosis import Finding
-    from pytest_kerasfreeze.snapshots import Snapshot, diff, snapshot
+    from pytest_kerasfreeze.changes import Mover, WeightChange
+    from pytest_kerasfreeze.checks import (
+        FreezeCheck,
+        assert_frozen,
+        assert_trains,
+        assert_trains_only,
+        snapshot,
+    )
+    from pytest_kerasfreeze.findings import Finding
+    from pytest_kerasfreeze.snapshots import Snapshot, diff
     from pytest_kerasfreeze.tracker import TrainingRecord, WeightTracker
-    from pytest_kerasfreeze.weightdiff import WeightChange, WeightDiff
+    from pytest_kerasfreeze.weightdiff import WeightDiff
 
 _LAZY = {
-    "FreezeCheck": "assertions",
-    "assert_frozen": "assertions",
-    "assert_trains": "assertions",
-    "Finding": "diagnosis",
-    "WeightChange": "weightdiff",
+    "FreezeCheck": "checks",
+    "assert_frozen": "checks",
+    "assert_trains": "checks",
+    "assert_trains_only": "checks",
+    "snapshot": "checks",
+    "Finding": "findings",
+    "Mover": "changes",
+    "WeightChange": "changes",
     "WeightDiff": "weightdiff",
     "Snapshot": "snapshots",
     "diff": "snapshots",
-    "snapshot": "snapshots",
     "TrainingRecord": "tracker",
     "WeightTracker": "tracker",
 }
@@ -43,15 +62,19 @@ __all__ = [
     "Finding",
     "FreezeAssertionError",
     "FreezeCheck",
+    "FreezeViolationWarning",
     "KerasFreezeWarning",
     "LayerNotFoundError",
+    "Mover",
     "Snapshot",
     "TrainingRecord",
     "WeightChange",
     "WeightDiff",
     "WeightTracker",
+    "__version__",
     "assert_frozen",
     "assert_trains",
+    "assert_trains_only",
     "diff",
     "snapshot",
 ]

@@ -1,23 +1,32 @@
-"""The exceptions and warnings of pytest-kerasfreeze (importable without Keras)."""
+"""The exceptions and warnings of pytest-kerasfreeze (the bottom layer: imports nothing).
+
+Example::
+
+    from pytest_kerasfreeze import FreezeAssertionError
+
+    try:
+        diff.assert_frozen("base")
+    except FreezeAssertionError as err:
+        print(err.diff.by_submodel(), [f.kind for f in err.findings])
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from pytest_kerasfreeze.weightdiff import WeightDiff
+from collections.abc import Sequence
+from typing import Any
 
 
 class FreezeAssertionError(AssertionError):
     """A freeze check failed: weights moved that should not have, or did not move.
 
-    The message is the full report; ``.diff`` is the :class:`WeightDiff` it was built
-    from (``None`` when the check failed before any training, e.g. the compile-order
-    trap in ``error`` mode), and ``.findings`` the diagnosis entries.
+    The message is the full report. ``.diff`` is the
+    :class:`~pytest_kerasfreeze.WeightDiff` it was judged on (``None`` when the check
+    failed before any training, e.g. the compile-order trap in ``error`` mode) and
+    ``.findings`` the diagnosis (:class:`~pytest_kerasfreeze.Finding` entries).
     """
 
     def __init__(
-        self, message: str, diff: WeightDiff | None = None, findings: list[Any] | None = None
+        self, message: str, diff: Any = None, findings: Sequence[Any] | None = None
     ) -> None:
         super().__init__(message)
         self.diff = diff
@@ -25,7 +34,7 @@ class FreezeAssertionError(AssertionError):
 
 
 class LayerNotFoundError(LookupError):
-    """A layer selector matched nothing, matched two different layers, or was empty."""
+    """A selector matched nothing, matched two different layers, or was empty."""
 
 
 class KerasFreezeWarning(UserWarning):
@@ -34,3 +43,8 @@ class KerasFreezeWarning(UserWarning):
 
 class CompileOrderWarning(KerasFreezeWarning):
     """``trainable`` flags changed after ``compile()``: what trains depends on the Keras."""
+
+
+class FreezeViolationWarning(KerasFreezeWarning):
+    """A :class:`~pytest_kerasfreeze.FreezeGuard` check failed with
+    ``on_violation="warn"`` or ``"stop"``."""

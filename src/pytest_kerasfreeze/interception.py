@@ -1,22 +1,22 @@
 """Observing Keras for the duration of one test.
 
-Four things are observed: ``fit()`` and ``train_on_batch()`` (to check and record what
-moved), ``compile()`` (to record the trainable state it saw) and the ``Layer.trainable``
-setter (to record where each freeze was made).  Each is replaced on the class that
-defines it — found along the MRO of ``keras.Model`` / ``keras.layers.Layer`` and, when
-it is in use, of their ``tf_keras`` twins — and put back, the very same objects, by
+Observed: ``fit()`` and ``train_on_batch()`` (to check and record what moved),
+``compile()`` (to record the trainable state it saw), the ``Layer.trainable`` setter and
+Keras 3's ``Variable.trainable`` setter (to record where each freeze was made), and
+``Layer.add_weight`` (to record weights created on a built layer: ``enable_lora``).
+Each is replaced on the class that defines it — found along the MRO of
+``keras.Model`` / ``keras.layers.Layer`` / ``keras.Variable`` and, when it is in use, of
+their ``tf_keras`` twins — and put back, the very same objects, by
 :meth:`Interception.uninstall`, which the plugin calls in a ``finally``.
 """
 
 from __future__ import annotations
 
 import functools
-import importlib
-import importlib.util
-import os
-import sys
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from pytest_kerasfreeze.flavors import keras_modules
 
 TRAINING_METHODS = ("fit", "train_on_batch")
 _ORIGINAL = "__kerasfreeze_original__"
@@ -27,26 +27,13 @@ class Observer(Protocol):
 
     def around_compile(self, model: Any, call: Callable[[], Any]) -> Any: ...
 
+    def around_add_weight(self, layer: Any, call: Callable[[], Any]) -> Any: ...
+
     def around_trainable(self, layer: Any, value: Any, call: Callable[[], Any]) -> Any: ...
 
-
-def keras_modules(import_missing: bool) -> list[Any]:
-    """The Keras flavours in use in this process (``keras``, ``tf_keras``).
-
-    A flavour counts as in use once imported. With ``import_missing`` (a test asked for
-    checks), Keras 3 — or tf_keras under ``TF_USE_LEGACY_KERAS=1`` — is imported if
-    nothing is yet, so a test that imports Keras inside its body is still observed.
-    """
-    legacy = os.environ.get("TF_USE_LEGACY_KERAS", "").lower() in ("1", "true")
-    modules = []
-    for name in ("keras", "tf_keras"):
-        module = sys.modules.get(name)
-        if module is None and import_missing and name == ("tf_keras" if legacy else "keras"):
-            if importlib.util.find_spec(name) is not None:
-                module = importlib.import_module(name)
-        if module is not None and isinstance(getattr(module, "Model", None), type):
-            modules.append(module)
-    return modules
+    def around_variable_trainable(
+        self, variable: Any, value: Any, call: Callable[[], Any]
+    ) -> Any: ...
 
 
 def _owner(cls: type, name: str) -> type | None:
@@ -68,25 +55,39 @@ class Interception:
             for owner, name, _ in self._undo
         )
 
+    def _targets(self, import_missing: bool) -> list[tuple[type, str, Callable[[Any, str], Any]]]:
+        """What is patched: ``(class, attribute, wrapper factory)``."""
+        targets: list[tuple[type, str, Callable[[Any, str], Any]]] = []
+        for module in keras_modules(import_missing):
+            for name in TRAINING_METHODS:
+                targets.append((module.Model, name, self._training_wrapper))
+            targets.append((module.Model, "compile", self._method_wrapper("around_compile")))
+            targets.append(
+                (module.layers.Layer, "trainable", self._flag_wrapper("around_trainable"))
+            )
+            targets.append(
+                (module.layers.Layer, "add_weight", self._method_wrapper("around_add_weight"))
+            )
+            variable = getattr(module, "Variable", None)
+            if module.__name__ == "keras" and isinstance(variable, type):  # Keras 3 only
+                targets.append(
+                    (variable, "trainable", self._flag_wrapper("around_variable_trainable"))
+                )
+        return targets
+
     def install(self, import_missing: bool = True) -> None:
         if self._undo:
             return
-        for module in keras_modules(import_missing):
-            for name in TRAINING_METHODS:
-                self._patch(module.Model, name, self._training_wrapper)
-            self._patch(module.Model, "compile", self._compile_wrapper)
-            self._patch(module.layers.Layer, "trainable", self._trainable_wrapper)
+        for cls, name, make in self._targets(import_missing):
+            self._patch(cls, name, make)
 
     def suspend_enclosing(self) -> None:
         """Observe nothing, and keep an enclosing interception (a pytester run inside a
         test) from observing this run either, until :meth:`uninstall`."""
         if self._undo:
             return
-        for module in keras_modules(import_missing=False):
-            for cls, name in [(module.Model, n) for n in (*TRAINING_METHODS, "compile")] + [
-                (module.layers.Layer, "trainable")
-            ]:
-                self._patch(cls, name, lambda original, _name: original)
+        for cls, name, _ in self._targets(import_missing=False):
+            self._patch(cls, name, lambda original, _name: original)
 
     def uninstall(self) -> None:
         while self._undo:
@@ -120,27 +121,36 @@ class Interception:
         setattr(training_call, _ORIGINAL, original)
         return training_call
 
-    def _compile_wrapper(self, original: Any, name: str) -> Any:
-        observer = self.observer
+    def _method_wrapper(self, hook: str) -> Callable[[Any, str], Any]:
+        """A factory of wrappers that route ``obj.method(...)`` to ``observer.<hook>``."""
+        around = getattr(self.observer, hook)
 
-        @functools.wraps(original)
-        def compile_call(model: Any, *args: Any, **kwargs: Any) -> Any:
-            __tracebackhide__ = True
-            return observer.around_compile(model, lambda: original(model, *args, **kwargs))
+        def make(original: Any, name: str) -> Any:
+            @functools.wraps(original)
+            def observed_call(obj: Any, *args: Any, **kwargs: Any) -> Any:
+                __tracebackhide__ = True
+                return around(obj, lambda: original(obj, *args, **kwargs))
 
-        setattr(compile_call, _ORIGINAL, original)
-        return compile_call
+            setattr(observed_call, _ORIGINAL, original)
+            return observed_call
 
-    def _trainable_wrapper(self, original: property, name: str) -> property:
-        observer = self.observer
-        setter = original.fset
+        return make
 
-        def set_trainable(layer: Any, value: Any) -> None:
-            observer.around_trainable(layer, value, lambda: setter(layer, value))
+    def _flag_wrapper(self, hook: str) -> Callable[[Any, str], Any]:
+        """A factory of ``trainable`` properties whose setter goes through ``observer.<hook>``."""
+        around = getattr(self.observer, hook)
 
-        observed = _Observed(original.fget, set_trainable, original.fdel, original.__doc__)
-        observed.__kerasfreeze_original__ = original
-        return observed
+        def make(original: property, name: str) -> property:
+            setter: Any = original.fset
+
+            def set_trainable(obj: Any, value: Any) -> None:
+                around(obj, value, lambda: setter(obj, value))
+
+            observed = _Observed(original.fget, set_trainable, original.fdel, original.__doc__)
+            observed.__kerasfreeze_original__ = original
+            return observed
+
+        return make
 
 
 class _Observed(property):

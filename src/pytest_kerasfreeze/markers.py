@@ -1,7 +1,13 @@
-"""``@pytest.mark.frozen`` / ``@pytest.mark.trains``: parsing and validation.
+"""``@pytest.mark.frozen`` / ``trains`` / ``trains_only``: parsing and validation.
 
 A marker is read into a :class:`MarkerSpec`; bad arguments raise
-:class:`MarkerUsageError` with a message that says what to write instead.
+:class:`MarkerUsageError` with a message that says what to write instead. Nothing here
+imports pytest: a mark is anything with ``name``, ``args`` and ``kwargs``.
+
+Example::
+
+    spec = parse_marker("frozen", ("base",), {"atol": 1e-6})
+    assert spec.label == "@pytest.mark.frozen('base', atol=1e-06)"
 """
 
 from __future__ import annotations
@@ -9,60 +15,69 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_kerasfreeze.checklog import selector_text
-from pytest_kerasfreeze.compat import flavor_of
-from pytest_kerasfreeze.weightdiff import check_tolerances
+from pytest_kerasfreeze.flavors import flavor_of
+from pytest_kerasfreeze.messages import errors, selector_text
+from pytest_kerasfreeze.results import Expect
+from pytest_kerasfreeze.weightdiff import as_selectors, check_tolerances
 
-_KEYWORDS = ("atol", "rtol")
+_KEYWORDS = {
+    "frozen": ("exclude", "atol", "rtol"),
+    "trains": ("exclude", "atol", "rtol"),
+    "trains_only": ("allow", "exclude", "atol", "rtol"),
+}
 
 
 class MarkerUsageError(Exception):
-    """A ``frozen``/``trains`` marker was written wrongly."""
+    """A ``frozen``/``trains``/``trains_only`` marker was written wrongly."""
 
 
 @dataclass
 class MarkerSpec:
-    """One ``frozen``/``trains`` marker of a test and what it has matched so far."""
+    """One marker of a test and what it has matched so far."""
 
-    kind: str
+    kind: Expect
     layers: tuple[Any, ...]
     atol: float = 0.0
     rtol: float = 0.0
+    exclude: tuple[Any, ...] = ()
+    allow: tuple[Any, ...] = ()
     matched: set[int] = field(default_factory=set)  # indexes into ``layers``
     checks: int = 0
 
     @property
     def label(self) -> str:
-        extra = "".join(f", {k}={v:g}" for k, v in (("atol", self.atol), ("rtol", self.rtol)) if v)
+        extra = "".join(
+            f", {k}={selector_text(v) if len(v) == 1 else '(' + selector_text(v) + ')'}"
+            for k, v in (("allow", self.allow), ("exclude", self.exclude)) if v
+        )  # fmt: skip
+        extra += "".join(f", {k}={v:g}" for k, v in (("atol", self.atol), ("rtol", self.rtol)) if v)
         return f"@pytest.mark.{self.kind}({selector_text(self.layers)}{extra})"
 
     def unmatched(self) -> list[Any]:
         return [s for i, s in enumerate(self.layers) if i not in self.matched]
 
 
+def _is_selector(arg: Any) -> bool:
+    if isinstance(arg, str):
+        return bool(arg.strip())
+    return flavor_of(arg) is not None or (hasattr(arg, "assign") and hasattr(arg, "shape"))
+
+
 def parse_marker(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> MarkerSpec:
     """Validate one marker's arguments."""
-    usage = f"@pytest.mark.{name}(*layers, atol=0.0, rtol=0.0)"
-    unknown = sorted(set(kwargs) - set(_KEYWORDS))
+    usage = "@pytest.mark." + errors.MARKER_USAGE[name]
+    unknown = sorted(set(kwargs) - set(_KEYWORDS[name]))
     if unknown:
-        raise MarkerUsageError(
-            f"@pytest.mark.{name}: unknown keyword argument(s) {', '.join(unknown)}; "
-            f"it takes {usage}"
-        )
+        raise MarkerUsageError(errors.marker_unknown_keywords(name, unknown, usage))
     if not args:
-        raise MarkerUsageError(
-            f"@pytest.mark.{name}() needs at least one layer: write {usage} with layer "
-            f"names, paths like 'outer/inner' or globs like 'block*', e.g. "
-            f"@pytest.mark.{name}('base')"
-        )
-    for arg in args:
-        if not (isinstance(arg, str) and arg.strip()) and flavor_of(arg) is None:
-            raise MarkerUsageError(
-                f"@pytest.mark.{name}: {arg!r} is not a layer selector; give layer names, "
-                f"paths like 'outer/inner', globs like 'block*', or Layer objects"
-            )
+        raise MarkerUsageError(errors.marker_needs_layers(name, usage))
+    exclude = as_selectors(kwargs.get("exclude", ()))
+    allow = as_selectors(kwargs.get("allow", ()))
+    for arg in (*args, *exclude, *allow):
+        if not _is_selector(arg):
+            raise MarkerUsageError(errors.marker_bad_selector(name, arg))
     try:
         atol, rtol = check_tolerances(kwargs.get("atol", 0.0), kwargs.get("rtol", 0.0))
     except (TypeError, ValueError) as err:
         raise MarkerUsageError(f"@pytest.mark.{name}: {err}") from None
-    return MarkerSpec(name, tuple(args), atol, rtol)
+    return MarkerSpec(name, tuple(args), atol, rtol, exclude, allow)  # type: ignore[arg-type]

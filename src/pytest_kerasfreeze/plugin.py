@@ -8,7 +8,6 @@ asks for a check (a marker, the ``weight_tracker`` fixture) starts.
 from __future__ import annotations
 
 import os
-import sys
 import warnings
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -17,25 +16,22 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_kerasfreeze.exceptions import KerasFreezeWarning
-from pytest_kerasfreeze.session import REPORT_ATTR, SessionResults
+from pytest_kerasfreeze.messages import errors
+from pytest_kerasfreeze.terminal import REPORT_ATTR, SessionResults
 
 if TYPE_CHECKING:
+    from pytest_kerasfreeze.observer import TestObserver
     from pytest_kerasfreeze.tracker import WeightTracker
 
 # The engine (numpy, the Keras adapters) is imported when the first test runs, not when
 # the plugin loads: `pytest --co` and projects without Keras pay nothing for it.
-MARKER_NAMES = ("frozen", "trains")
-RUN_KEY = pytest.StashKey["TestRun"]()
+MARKER_NAMES = ("frozen", "trains", "trains_only")
+OBSERVER_KEY = pytest.StashKey["TestObserver"]()
+# the observer of the test running now (a fixture's teardown may run during another test)
+CURRENT_KEY = pytest.StashKey["list[TestObserver]"]()
 MARKER_ERROR_KEY = pytest.StashKey[str]()
 
 TRAP_CHOICES = ("warn", "error", "ignore")
-
-MARKER_HELP = {
-    "frozen": "frozen(*layers, atol=0.0, rtol=0.0): every fit()/train_on_batch() of the test "
-    "on a model holding these layers must leave their weights unchanged (pytest-kerasfreeze)",
-    "trains": "trains(*layers, atol=0.0, rtol=0.0): every fit()/train_on_batch() of the test "
-    "on a model holding these layers must move their trainable weights (pytest-kerasfreeze)",
-}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -70,21 +66,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     for name in MARKER_NAMES:
-        config.addinivalue_line("markers", MARKER_HELP[name])
+        config.addinivalue_line(
+            "markers", f"{errors.MARKER_USAGE[name]}: {errors.MARKER_HELP[name]}"
+        )
     trap = config.getoption("kerasfreeze_trap") or config.getini("kerasfreeze_trap")
     if trap not in TRAP_CHOICES:
-        raise pytest.UsageError(
-            f"kerasfreeze_trap = {trap!r} is not valid: use one of {', '.join(TRAP_CHOICES)}"
-        )
+        raise pytest.UsageError(errors.bad_trap_option(trap, TRAP_CHOICES))
     json_path = SessionHooks.json_path_of(config)
     if json_path is not None and not hasattr(config, "workerinput"):
         problem = _unwritable(json_path)
         if problem:
-            raise pytest.UsageError(
-                f"--kerasfreeze-json / kerasfreeze_json: cannot write the JSON report to "
-                f"{json_path}: {problem}. Give the path of a file in a directory that "
-                f"exists or can be created."
-            )
+            raise pytest.UsageError(errors.json_unwritable(json_path, problem))
     config.pluginmanager.register(SessionHooks(config), "kerasfreeze-session")
 
 
@@ -109,31 +101,36 @@ def _marks(item: pytest.Item) -> list[Any]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Generator:
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, Any, Any]:
     from pytest_kerasfreeze.markers import MarkerUsageError
-    from pytest_kerasfreeze.testrun import TestRun
+    from pytest_kerasfreeze.observer import TestObserver
 
     config = item.config
     trap = config.getoption("kerasfreeze_trap") or config.getini("kerasfreeze_trap")
     try:
-        run = TestRun(trap=trap, marks=lambda: _marks(item))
+        observer = TestObserver(trap=trap, marks=lambda: _marks(item))
     except MarkerUsageError as err:
         item.stash[MARKER_ERROR_KEY] = str(err)
-        run = TestRun(trap=trap)
-    item.stash[RUN_KEY] = run
-    run.start()
-    _observe_add_marker(item, run)
+        observer = TestObserver(trap=trap)
+    item.stash[OBSERVER_KEY] = observer
+    running = config.stash.setdefault(CURRENT_KEY, [])
+    running.append(observer)
+    observer.start()
+    _observe_add_marker(item, observer)
     try:
         return (yield)
     finally:
         item.__dict__.pop("add_marker", None)
-        run.finish()
+        running.remove(observer)
+        observer.finish()
         # nothing of the test outlives it: pytest keeps every item until the session
-        # ends, and the run holds the test's provenance, records and tracker
-        del item.stash[RUN_KEY]
+        # ends, and the observer holds the test's provenance, records and tracker
+        del item.stash[OBSERVER_KEY]
 
 
-def _observe_add_marker(item: pytest.Item, run: Any) -> None:
+def _observe_add_marker(item: pytest.Item, observer: TestObserver) -> None:
     """``request.applymarker(pytest.mark.frozen(...))`` in a fixture or in the test
     adds a mark while the test runs: take it in at once, so the very next training
     call is checked (and observed, in a test that was left alone so far). Only this
@@ -142,48 +139,40 @@ def _observe_add_marker(item: pytest.Item, run: Any) -> None:
 
     def add_marker(marker: Any, append: bool = True) -> None:
         original(marker, append)
-        run.refresh_markers()
+        observer.refresh_markers()
 
     item.add_marker = add_marker  # type: ignore[method-assign]
 
 
-def _current_run() -> Any:
-    from pytest_kerasfreeze.checklog import current
-
-    return current()
+def _current_observer(config: pytest.Config) -> TestObserver | None:
+    running = config.stash.get(CURRENT_KEY, [])
+    return running[-1] if running else None
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any], request: Any) -> Generator:
+def pytest_fixture_setup(
+    fixturedef: pytest.FixtureDef[Any], request: Any
+) -> Generator[None, Any, Any]:
     """Training in a fixture of a wider scope than the test (class, module, session) is
     not the test's: markers do not check it, records do not list it — during its
     set-up and its teardown, whichever test happens to run them."""
-    if "pytest_kerasfreeze.checklog" not in sys.modules or _current_run() is None:
+    observer = _current_observer(request.config)
+    if observer is None or fixturedef.scope == "function":
         return (yield)
-    run = _current_run()
-    if fixturedef.scope == "function":
-        result = yield
-        run.refresh_markers()  # a fixture may have called request.applymarker(...)
-        return result
-    fixturedef.addfinalizer(_leave_wider_fixture)  # runs last when it is torn down
-    run.wider_fixture += 1
+    config = request.config
+    fixturedef.addfinalizer(lambda: _wider_fixture(config, -1))  # runs last at teardown
+    observer.wider_fixture += 1
     try:
         return (yield)
     finally:
-        run.wider_fixture -= 1
-        fixturedef.addfinalizer(_enter_wider_fixture)  # runs first when it is torn down
+        observer.wider_fixture -= 1
+        fixturedef.addfinalizer(lambda: _wider_fixture(config, +1))  # runs first at teardown
 
 
-def _enter_wider_fixture() -> None:
-    run = _current_run()
-    if run is not None:
-        run.wider_fixture += 1
-
-
-def _leave_wider_fixture() -> None:
-    run = _current_run()
-    if run is not None and run.wider_fixture > 0:
-        run.wider_fixture -= 1
+def _wider_fixture(config: pytest.Config, step: int) -> None:
+    observer = _current_observer(config)
+    if observer is not None:
+        observer.wider_fixture = max(0, observer.wider_fixture + step)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -194,37 +183,37 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Generator:
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
     from pytest_kerasfreeze.markers import MarkerUsageError
 
-    run = item.stash.get(RUN_KEY, None)
-    if run is not None:
+    observer = item.stash.get(OBSERVER_KEY, None)
+    if observer is not None:
         try:
-            run.refresh_markers()
+            observer.refresh_markers()
         except MarkerUsageError as err:
             pytest.fail(str(err), pytrace=False)
     result = yield
-    if run is not None:
-        if run.thread_failures:
+    if observer is not None:
+        if observer.thread_failures:
             pytest.fail(
-                "a marker check failed in a thread the test started:\n\n"
-                + "\n\n".join(str(err) for err in run.thread_failures),
-                pytrace=False,
+                errors.thread_failures([str(e) for e in observer.thread_failures]), pytrace=False
             )
-        for message in run.partly_matched():
+        for message in observer.partly_matched():
             warnings.warn(KerasFreezeWarning(message), stacklevel=1)
-        failures = run.strict_failures()
+        failures = observer.strict_failures()
         if failures:
             pytest.fail("\n\n".join(failures), pytrace=False)
     return result
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Generator:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, Any]:
     report = yield
-    run = item.stash.get(RUN_KEY, None)
-    if call.when == "teardown" and run is not None and run.has_data():
-        setattr(report, REPORT_ATTR, run.to_dict())
+    observer = item.stash.get(OBSERVER_KEY, None)
+    if call.when == "teardown" and observer is not None and observer.context.results:
+        setattr(report, REPORT_ATTR, observer.context.results.to_json())
     return report
 
 
@@ -257,7 +246,7 @@ class SessionHooks:
             try:
                 self.results.write_json(path)
             except OSError as err:  # e.g. the directory went away during the run
-                self.json_error = f"kerasfreeze: could not write the JSON report to {path}: {err}"
+                self.json_error = errors.json_write_failed(path, err)
                 if session.exitstatus == pytest.ExitCode.OK:
                     session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
@@ -271,8 +260,9 @@ class SessionHooks:
             for line in lines:
                 terminalreporter.line(line)
         path = self.json_path()
-        if getattr(self, "json_error", None):
-            terminalreporter.line(self.json_error, red=True)
+        json_error = getattr(self, "json_error", None)
+        if json_error:
+            terminalreporter.line(json_error, red=True)
         elif path is not None:
             terminalreporter.line(f"kerasfreeze: JSON report written to {path}")
 
@@ -295,7 +285,7 @@ def weight_tracker(request: pytest.FixtureRequest) -> Iterator[WeightTracker]:
     from pytest_kerasfreeze.tracker import WeightTracker
 
     tracker = WeightTracker()
-    run = request.node.stash.get(RUN_KEY, None)
-    if run is not None:
-        run.attach_tracker(tracker)
+    observer = request.node.stash.get(OBSERVER_KEY, None)
+    if observer is not None:
+        observer.attach_tracker(tracker)
     yield tracker

@@ -4,8 +4,18 @@ While a test runs, every ``layer.trainable = ...`` made by user code is recorded
 the location of the first frame outside Keras and this plugin, and the layers it
 reached (Keras writes the flag onto every sublayer, so a layer shared by two
 containers is reached through either).  For every model the trainable state — the
-flags of its layers and the set of trainable variables — is kept at each
-``compile()``, when its train function is built, and at each training call.
+flags of its layers, its trainable variables and every variable it has — is kept at
+each ``compile()``, when its train function is built, and at each training call.
+
+Models and layers are held weakly: a test that builds and drops many models keeps
+none of them alive.
+
+Example::
+
+    provenance = Provenance()
+    provenance.assign(layer, False, setter)     # called by the observed setter
+    provenance.compiled(model)                  # called after model.compile()
+    provenance.compile_state(model).trainable   # ids of the variables it trained
 """
 
 from __future__ import annotations
@@ -14,46 +24,28 @@ import itertools
 import os
 import sys
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_kerasfreeze.compat import flavor_of
-
-# Frames of these packages are never "the user's line".
-_LIBRARY_PREFIXES = (
-    "keras", "tf_keras", "tensorflow", "jax", "jaxlib", "torch", "optree", "absl",
-    "pytest_kerasfreeze", "contextlib", "functools", "_pytest", "pluggy",
-)  # fmt: skip
-
-
-def _package(frame: Any) -> str:
-    return str(frame.f_globals.get("__name__", "")).split(".", 1)[0]
+from pytest_kerasfreeze.flavors import (
+    KERAS_PACKAGES,
+    LIBRARY_PACKAGES,
+    compile_record,
+    flavor_of,
+    package_of,
+)
+from pytest_kerasfreeze.messages import explain
 
 
 def user_frame() -> Any:
     """The innermost frame outside Keras, the backends and this plugin (or ``None``)."""
     frame: Any = sys._getframe(1)
     while frame is not None:
-        if _package(frame) not in _LIBRARY_PREFIXES:
+        if package_of(frame) not in LIBRARY_PACKAGES:
             return frame
         frame = frame.f_back
     return None
-
-
-def assigned_by_keras() -> bool:
-    """Whether the ``trainable`` assignment being made comes from Keras itself.
-
-    Keras 3 writes a container's flag onto every sublayer, tf_keras' fit() restores the
-    flags of its compile() around training: neither is a choice the user made.
-    """
-    frame: Any = sys._getframe(1)
-    # skip this plugin's wrappers and the __setattr__ hooks that route `x.trainable = v`
-    while frame is not None and (
-        _package(frame) == "pytest_kerasfreeze" or frame.f_code.co_name == "__setattr__"
-    ):
-        frame = frame.f_back
-    return frame is not None and _package(frame) in ("keras", "tf_keras", "tensorflow")
 
 
 def frame_location(frame: Any) -> str:
@@ -76,13 +68,55 @@ def _short(filename: str) -> str:
     return filename if rel.startswith("..") else rel
 
 
+def _caller() -> Any:
+    """The frame that made the assignment or call being observed: past this plugin's
+    wrappers and the ``__setattr__`` hooks that route ``x.trainable = v``."""
+    frame: Any = sys._getframe(2)
+    while frame is not None and (
+        package_of(frame) == "pytest_kerasfreeze" or frame.f_code.co_name == "__setattr__"
+    ):
+        frame = frame.f_back
+    return frame
+
+
+def assigned_by_keras() -> bool:
+    """Whether the ``trainable`` assignment being made comes from Keras itself.
+
+    Keras 3 writes a container's flag onto every sublayer, tf_keras' fit() restores the
+    flags of its compile() around training: neither is a choice the user made.
+    """
+    frame = _caller()
+    return frame is not None and package_of(frame) in KERAS_PACKAGES
+
+
+# Keras functions that set a variable's flag as bookkeeping of a layer's own flag, not
+# as an action of their own (enable_lora's `self._kernel.trainable = False` is one).
+_KERAS_FLAG_BOOKKEEPING = frozenset({"trainable", "_track_variable", "__init__"})
+
+
+def keras_action() -> str | None:
+    """The Keras function the user called that is making this change (``"enable_lora"``),
+    ``""`` when user code makes it directly, ``None`` for Keras' own bookkeeping."""
+    frame = _caller()
+    if frame is None or package_of(frame) not in KERAS_PACKAGES:
+        return ""
+    name = str(frame.f_code.co_name)
+    if name in _KERAS_FLAG_BOOKKEEPING:
+        return None
+    # the outermost Keras frame below the user's: what the user called
+    while frame.f_back is not None and package_of(frame.f_back) in LIBRARY_PACKAGES:
+        frame = frame.f_back
+    return str(frame.f_code.co_name)
+
+
 @dataclass
 class Assignment:
-    """One ``layer.trainable = value`` made by user code.
+    """One ``layer.trainable = value`` made by user code — or ``variable.trainable =
+    value``, made by the user or by a Keras function the user called (``via``:
+    ``layer.enable_lora(rank)`` freezes the kernel variable).
 
-    The layer is held weakly: a test that builds and drops many models must not keep
-    them alive. ``reached`` holds the ids of the layers the assignment reached; they
-    are compared only while the layer lives (:meth:`alive`), so a reused id of a
+    ``reached`` holds the ids of the layers (or the variable) the assignment reached;
+    they are compared only while the target lives (:meth:`alive`), so a reused id of a
     dead layer never matches.
     """
 
@@ -92,6 +126,8 @@ class Assignment:
     value: bool
     location: str
     reached: set[int]
+    via: str = ""
+    kind: str = "layer"  # or "variable"
 
     @property
     def layer(self) -> Any:
@@ -100,11 +136,26 @@ class Assignment:
     def alive(self) -> bool:
         return self.layer_ref() is not None
 
-    def describe(self) -> str:
-        return f"{self.name}.trainable = {self.value} at {self.location}"
+    def describe(self, name: str | None = None) -> str:
+        return explain.assignment(name or self.name, self.value, self.location, self.via)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"layer": self.name, "value": self.value, "location": self.location}
+        out = {"layer": self.name, "value": self.value, "location": self.location}
+        if self.via:
+            out["via"] = self.via
+        return out
+
+
+@dataclass
+class Creation:
+    """A weight created on a layer that was already built (``enable_lora``)."""
+
+    seq: int
+    variable: int  # its id, compared only while the layer lives
+    layer_ref: weakref.ref[Any]
+    path: str
+    via: str
+    location: str
 
 
 @dataclass
@@ -112,14 +163,15 @@ class TrainableState:
     """The trainable flags of a model's layers and its trainable variables, at one moment.
 
     ``known`` holds the ids of every weight the model had then: a weight created later
-    (a model built by its first ``fit()``) is new, not unfrozen.
+    (a model built by its first ``fit()``) is new, not unfrozen. ``trainable`` is
+    ``None`` when only flags are known (Keras' own record of an earlier compile).
     """
 
     seq: int
     event: str  # "compile", "build" or "call"
     location: str
     flags: dict[int, bool]
-    trainable: frozenset[int] | None  # None when only flags are known
+    trainable: frozenset[int] | None
     known: frozenset[int] | None = None
 
 
@@ -127,6 +179,10 @@ class TrainableState:
 class ModelHistory:
     compiles: list[TrainableState] = field(default_factory=list)
     built: TrainableState | None = None
+
+
+def _variable_name(variable: Any) -> str:
+    return str(getattr(variable, "path", None) or variable.name)
 
 
 def current_state(model: Any, event: str, seq: int, location: str) -> TrainableState:
@@ -144,6 +200,7 @@ class Provenance:
     def __init__(self) -> None:
         self._seq = itertools.count(1)
         self.assignments: list[Assignment] = []
+        self.creations: dict[int, Creation] = {}
         self.histories: weakref.WeakKeyDictionary[Any, ModelHistory] = weakref.WeakKeyDictionary()
 
     def next_seq(self) -> int:
@@ -156,22 +213,39 @@ class Provenance:
         return entry
 
     # -- events --------------------------------------------------------------------
-    def assign(self, layer: Any, value: Any, setter: Any) -> None:
+    def assign(self, layer: Any, value: Any, setter: Callable[[], Any]) -> None:
         """Run the real setter; record the assignment if user code made it."""
         flavor = flavor_of(layer)
         if flavor is not None and not assigned_by_keras():
             reached = {id(sub) for sub in flavor.subtree(layer)}
             self.assignments.append(
-                Assignment(
-                    self.next_seq(),
-                    weakref.ref(layer),
-                    str(layer.name),
-                    bool(value),
-                    user_location(),
-                    reached,
-                )
-            )
+                Assignment(self.next_seq(), weakref.ref(layer), str(layer.name),
+                           bool(value), user_location(), reached)
+            )  # fmt: skip
         setter()
+
+    def assign_variable(self, variable: Any, value: Any, setter: Callable[[], Any]) -> None:
+        """Run the real setter; record ``variable.trainable = value`` unless it is Keras'
+        bookkeeping of a layer's flag."""
+        via = keras_action()
+        if via is not None:
+            self.assignments.append(
+                Assignment(self.next_seq(), weakref.ref(variable), _variable_name(variable),
+                           bool(value), user_location(), {id(variable)}, via, "variable")
+            )  # fmt: skip
+        setter()
+
+    def created(self, layer: Any, variable: Any) -> None:
+        """Record a weight created on an already built layer (called after add_weight)."""
+        via = keras_action() or "add_weight"
+        self.creations[id(variable)] = Creation(
+            self.next_seq(), id(variable), weakref.ref(layer), _variable_name(variable),
+            via, user_location(),
+        )  # fmt: skip
+
+    def creation(self, var_id: int) -> Creation | None:
+        record = self.creations.get(var_id)
+        return record if record is not None and record.layer_ref() is not None else None
 
     def compiled(self, model: Any) -> None:
         state = current_state(model, "compile", self.next_seq(), user_location())
@@ -188,7 +262,11 @@ class Provenance:
         history = self.histories.get(model)
         if history is not None and history.compiles:
             return history.compiles[-1]
-        return keras_compile_record(model)
+        recorded = compile_record(model)
+        if recorded is None:
+            return None
+        flags = {id(layer): flag for layer, flag in recorded.items()}
+        return TrainableState(0, "compile", "before this test", flags, None)
 
     def build_state(self, model: Any) -> TrainableState | None:
         """The state when the model's train function was built, if seen in this test."""
@@ -206,13 +284,3 @@ class Provenance:
             if layer_id in assignment.reached and assignment.alive():
                 return assignment
         return None
-
-
-def keras_compile_record(model: Any) -> TrainableState | None:
-    """The flags Keras itself kept at the model's last ``compile()`` (a compile made
-    before this test was observed): a dict in Keras 3, a WeakKeyDictionary in tf_keras."""
-    recorded = getattr(model, "_compiled_trainable_state", None)
-    if isinstance(recorded, Mapping) and len(recorded):
-        flags = {id(layer): bool(flag) for layer, flag in list(recorded.items())}
-        return TrainableState(0, "compile", "before this test", flags, None)
-    return None

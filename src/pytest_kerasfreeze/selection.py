@@ -1,94 +1,63 @@
-"""A model's layer tree, the paths of its weights, and layer selectors.
+"""A model's layer tree, the paths of its weights, and selectors.
 
-A selector is a layer name (at any depth), a ``/``-joined path from the model down, a
-glob matched against names and paths, or a ``Layer``/``Model`` object that is part of
-the model.  Selecting a layer selects every weight it holds, nested layers included.
+A selector is, in any mix:
+
+* a layer name (at any depth), a ``/``-joined layer path from the model down, or a
+  ``Layer``/``Model`` object of the model: every weight the layer holds, nested layers
+  included;
+* a weight path (a layer path plus the weight's own name: ``"encoder/query/kernel"``)
+  or a Keras variable object of the model: that weight;
+* a glob (``"block*"``, ``"*/lora_kernel_*"``, ``"*/bias"``), matched against layer
+  names and paths and against weight paths.
+
+``exclude=`` takes the same selectors; the selection is what ``*selectors`` select (the
+whole model if none) minus what ``exclude`` selects.
+
+Example::
+
+    index = ModelIndex.of(model)
+    index.select(["encoder"], exclude=["*/bias"])   # the encoder's weights but biases
 """
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_kerasfreeze.compat import Flavor, flavor_of, is_model
 from pytest_kerasfreeze.exceptions import LayerNotFoundError
+from pytest_kerasfreeze.flavors import Flavor, LayerNode, flavor_of, is_model, walk
+from pytest_kerasfreeze.messages import errors, selection_text
+from pytest_kerasfreeze.sequences import unique
 
 _GLOB_CHARS = frozenset("*?[")
-_MAX_LISTED_PATHS = 40
-
-
-@dataclass
-class LayerNode:
-    """One place of a layer in the tree; a shared layer has one node per path.
-
-    The last part of ``path`` is the layer's name, except where two different layers
-    of one container share a name (a subclassed model holding three
-    ``Dense(name="hidden")``): those are told apart as ``hidden#1``, ``hidden#2``, ...
-    in the order Keras lists them.
-    """
-
-    path: str
-    layer: Any
-    parent_path: str  # "" for the model itself
-
-    @property
-    def name(self) -> str:
-        return str(self.layer.name)
-
-    @property
-    def part(self) -> str:
-        """The last part of the path (the name, or ``name#n`` for a repeated name)."""
-        return self.path.rsplit("/", 1)[-1]
 
 
 @dataclass
 class VariableInfo:
     """Where a weight variable lives in the model."""
 
-    path: str
-    layer: str
+    path: str  # the weight path: "outer/dense/kernel"
+    layer: str  # the name of the layer that created it
+    layer_path: str  # the path of that layer ("" for the model itself)
     owners: list[str] = field(default_factory=list)
     declared_trainable: bool = False
 
 
-def describe(obj: Any) -> str:
-    """A short description of what the user passed, for error messages."""
-    text = repr(obj)
-    if len(text) > 60:
-        text = text[:57] + "..."
-    return f"{type(obj).__name__} {text}"
-
-
 def require_model(model: Any, what: str = "model") -> tuple[Flavor, list[Any]]:
-    """Check that ``model`` is a built Keras layer or model with weights; its flavour
-    and its weights."""
+    """Check that ``model`` is a Keras layer or model that holds weights; its flavour
+    and its weights. The question is "are there weights", not "is ``built`` set": the
+    keras-io DCGAN (a Model subclass with a custom train_step and no call()) holds all
+    its weights through its generator and discriminator and is never built itself."""
     flavor = flavor_of(model)
     if flavor is None:
-        raise TypeError(
-            f"expected a Keras model (keras.Model, or a tf_keras one), got {describe(model)}. "
-            f"Pass the model object whose weights the check should watch."
-        )
-    # The question is "are there weights", not "is `built` set": the keras-io DCGAN (a
-    # Model subclass with a custom train_step and no call()) holds all its weights
-    # through its generator and discriminator and is never built itself.
+        raise TypeError(errors.not_a_model(model))
     weights = flavor.weights(model)
     if not weights and not flavor.is_built(model):
-        kind = "model" if is_model(model) else "layer"
-        raise ValueError(
-            f"{kind} {model.name!r} is not built yet, so it has no weights to watch. "
-            f"Build it first: give it an Input (keras.Input(shape=...)), call it once on "
-            f"a batch of data, or call {model.name}.build(input_shape) if it defines "
-            f"call()."
-        )
+        raise ValueError(errors.not_built("model" if is_model(model) else "layer", model.name))
     if not weights:
-        raise ValueError(
-            f"{what} {model.name!r} has no weights: there is nothing a freeze check could "
-            f"watch. Check the layers it is made of (they may all be weightless, like "
-            f"Flatten or Dropout)."
-        )
+        raise ValueError(errors.no_weights(what, model.name))
     return flavor, weights
 
 
@@ -98,24 +67,23 @@ class ModelIndex:
     def __init__(self, model: Any, flavor: Flavor, weights: list[Any] | None = None) -> None:
         self.model = model
         self.flavor = flavor
-        self.nodes: list[LayerNode] = []
+        self.nodes: list[LayerNode] = walk(flavor, model)
         self._paths_by_layer: dict[int, list[str]] = {}
         self._by_path: dict[str, Any] = {}
-        self._walk(model, prefix="", ancestors=(id(model),))
+        for node in self.nodes:
+            self._paths_by_layer.setdefault(id(node.layer), []).append(node.path)
+            self._by_path[node.path] = node.layer
         self.variables: list[Any] = flavor.weights(model) if weights is None else weights
         self.info: dict[int, VariableInfo] = {}
         self._place_variables()
+        self._by_weight_path = {info.path: var_id for var_id, info in self.info.items()}
+        self._node_weights: dict[str, set[int]] | None = None
 
-    # -- the tree ------------------------------------------------------------------
-    def _walk(self, layer: Any, prefix: str, ancestors: tuple[int, ...]) -> None:
-        children = [c for c in self.flavor.children(layer) if id(c) not in ancestors]
-        # (a cycle would be a Keras bug; do not loop on it)
-        for child, part in zip(children, _distinct_parts(children), strict=True):
-            path = f"{prefix}{part}"
-            self.nodes.append(LayerNode(path, child, prefix.rstrip("/")))
-            self._by_path[path] = child
-            self._paths_by_layer.setdefault(id(child), []).append(path)
-            self._walk(child, prefix=f"{path}/", ancestors=(*ancestors, id(child)))
+    @classmethod
+    def of(cls, model: Any) -> ModelIndex:
+        """Validate ``model`` and index it."""
+        flavor, weights = require_model(model)
+        return cls(model, flavor, weights)
 
     def _place_variables(self) -> None:
         root = LayerNode("", self.model, "")
@@ -128,7 +96,7 @@ class ModelIndex:
                 info = self.info.get(id(var))
                 if info is None:
                     path = _unique_path(node.path, self.flavor.short_name(var), used_paths)
-                    info = VariableInfo(path, node.layer.name)
+                    info = VariableInfo(path, node.name, node.path)
                     self.info[id(var)] = info
                 if id(var) in declared:
                     info.declared_trainable = True
@@ -140,150 +108,142 @@ class ModelIndex:
             if id(var) not in self.info:
                 path = _unique_path("", self.flavor.short_name(var), used_paths)
                 self.info[id(var)] = VariableInfo(
-                    path, self.model.name, [self.model.name], bool(getattr(var, "trainable", False))
-                )
+                    path, self.model.name, "", [self.model.name],
+                    bool(getattr(var, "trainable", False)),
+                )  # fmt: skip
+
+    # -- the tree ------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return str(self.model.name)
 
     def paths(self) -> list[str]:
         return [node.path for node in self.nodes]
 
-    def layer_at(self, path: str) -> Any:
-        """The layer at ``path`` (``KeyError`` if there is none)."""
-        return self._by_path[path]
+    def weight_paths(self) -> list[str]:
+        return [self.info[id(v)].path for v in self.variables]
 
     def paths_of(self, layer: Any) -> list[str]:
         """Every path at which ``layer`` sits in the tree (none if it is not in it)."""
         return list(self._paths_by_layer.get(id(layer), []))
 
-    # -- selectors -----------------------------------------------------------------
-    def select(self, selectors: Sequence[Any]) -> list[Any]:
-        """The variables (in model order) held by the layers the selectors name.
+    def layer_at(self, path: str) -> Any:
+        """The layer at ``path`` (``KeyError`` if there is none)."""
+        return self._by_path[path]
 
-        No selectors select the whole model.  Raises :class:`LayerNotFoundError` for a
+    def node_weights(self) -> dict[str, set[int]]:
+        """``{layer path: ids of the weights it holds}``, for every node."""
+        if self._node_weights is None:
+            self._node_weights = {
+                node.path: {id(v) for v in self.flavor.weights(node.layer)} for node in self.nodes
+            }
+        return self._node_weights
+
+    # -- selectors -----------------------------------------------------------------
+    def select(self, selectors: Sequence[Any], exclude: Sequence[Any] = ()) -> list[Any]:
+        """The variables (in model order) the selectors select, minus ``exclude``.
+
+        No selectors select the whole model. Raises :class:`LayerNotFoundError` for a
         selector that matches nothing or a bare name shared by two different layers.
         """
-        if not selectors:
-            return list(self.variables)
-        chosen: set[int] = set()
-        for selector in selectors:
-            for layer in self.resolve(selector):
-                chosen.update(id(v) for v in self.flavor.weights(layer))
+        if selectors:
+            chosen: set[int] = set()
+            for selector in selectors:
+                chosen |= self.resolve(selector)
+        else:
+            chosen = {id(v) for v in self.variables}
+        for selector in exclude:
+            chosen -= self.resolve(selector, missing_ok=is_glob(selector))
         return [v for v in self.variables if id(v) in chosen]
 
-    def resolve(self, selector: Any, missing_ok: bool = False) -> list[Any]:
-        """The layer objects one selector names (several for a glob).
+    def select_optional(self, selectors: Sequence[Any]) -> list[Any]:
+        """Like :meth:`select` for ``allow=``-style selectors: a glob that matches
+        nothing selects nothing (``allow="*/moving_*"`` on a model without
+        BatchNormalization); a name or path that matches nothing is still a typo."""
+        chosen: set[int] = set()
+        for selector in selectors:
+            chosen |= self.resolve(selector, missing_ok=is_glob(selector))
+        return [v for v in self.variables if id(v) in chosen]
 
-        With ``missing_ok``, a selector that matches nothing gives ``[]`` instead of
+    def resolve(self, selector: Any, missing_ok: bool = False) -> set[int]:
+        """The ids of the variables one selector selects.
+
+        With ``missing_ok``, a selector that matches nothing gives an empty set instead of
         :class:`LayerNotFoundError` (an ambiguous name still raises).
         """
         if isinstance(selector, str):
             return self._resolve_text(selector, missing_ok)
+        if id(selector) in self.info:  # a variable of this model
+            return {id(selector)}
         if flavor_of(selector) is not None:
             if selector is self.model:
-                return [self.model]
+                return {id(v) for v in self.variables}
             if id(selector) in self._paths_by_layer:
-                return [selector]
+                return {id(v) for v in self.flavor.weights(selector)}
             if missing_ok:
-                return []
+                return set()
             raise LayerNotFoundError(
-                f"layer {selector.name!r} ({type(selector).__name__}) is not part of model "
-                f"{self.model.name!r}. Pass a layer of this model, or its name or path."
-                f"{self._listing()}"
+                errors.not_in_model(selector, "layer", self.name, self.paths())
             )
-        raise TypeError(
-            f"a layer selector must be a layer name, a path like 'outer/inner', a glob, or "
-            f"a Layer/Model object of the model; got {describe(selector)}"
-        )
+        if hasattr(selector, "assign") and hasattr(selector, "shape"):  # another model's
+            if missing_ok:
+                return set()
+            raise LayerNotFoundError(
+                errors.not_in_model(selector, "weight", self.name, self.weight_paths())
+            )
+        raise TypeError(errors.bad_selector(selector))
 
-    def _resolve_text(self, selector: str, missing_ok: bool) -> list[Any]:
+    def _resolve_text(self, selector: str, missing_ok: bool) -> set[int]:
         text = selector.strip().strip("/")
         if not text:
-            raise LayerNotFoundError(
-                f"empty layer selector {selector!r}: name a layer, a path like "
-                f"'outer/inner' or a glob like 'block*'.{self._listing()}"
-            )
-        if text == self.model.name:
-            return [self.model]
-        if text.startswith(self.model.name + "/"):
-            text = text[len(self.model.name) + 1 :]
+            raise LayerNotFoundError(errors.empty_selector(selector, self.name, self.paths()))
+        if text == self.name:
+            return {id(v) for v in self.variables}
+        if text.startswith(self.name + "/"):
+            text = text[len(self.name) + 1 :]
         if _GLOB_CHARS & set(text):
-            nodes = [
-                n
-                for n in self.nodes
-                if fnmatch.fnmatchcase(n.name, text)
-                or fnmatch.fnmatchcase(n.part, text)
-                or fnmatch.fnmatchcase(n.path, text)
-            ]
             kind = "glob"
-        elif "/" in text:
-            nodes = [n for n in self.nodes if n.path == text]
-            kind = "path"
-        elif "#" in text:  # one of several same-named layers ("hidden#2"), at any depth
-            nodes = [n for n in self.nodes if text in (n.part, n.name)]
-            kind = "path"
+            nodes = [
+                n for n in self.nodes
+                if any(fnmatch.fnmatchcase(s, text) for s in (n.name, n.part, n.path))
+            ]  # fmt: skip
+            weights = {
+                i for path, i in self._by_weight_path.items() if fnmatch.fnmatchcase(path, text)
+            }
         else:
-            nodes = [n for n in self.nodes if n.name == text]
-            kind = "name"
-        distinct = _unique_layers(n.layer for n in nodes)
-        if kind != "glob" and len(distinct) > 1:
-            paths = "\n".join(f"  {n.path}" for n in nodes)
+            if "/" in text:
+                kind, nodes = "path", [n for n in self.nodes if n.path == text]
+            elif "#" in text:  # one of several same-named layers ("hidden#2"), any depth
+                kind, nodes = "path", [n for n in self.nodes if text in (n.part, n.name)]
+            else:
+                kind, nodes = "name", [n for n in self.nodes if n.name == text]
+            distinct = unique(n.layer for n in nodes)
+            if len(distinct) > 1:
+                raise LayerNotFoundError(
+                    errors.ambiguous(
+                        kind, selector, self.name, len(distinct), [n.path for n in nodes]
+                    )
+                )
+            weight = self._by_weight_path.get(text)
+            weights = {weight} if weight is not None and not nodes else set()
+        chosen = weights | {id(v) for n in nodes for v in self.flavor.weights(n.layer)}
+        if not nodes and not weights and not missing_ok:
+            candidates = [n.name for n in self.nodes] + [n.part for n in self.nodes]
+            candidates += self.paths() + list(self._by_weight_path)
             raise LayerNotFoundError(
-                f"layer {kind} {selector!r} is ambiguous in model {self.model.name!r}: "
-                f"{len(distinct)} different layers have it, at\n{paths}\n"
-                f"Select one by its path (e.g. {nodes[0].path!r})."
+                errors.no_match(
+                    kind, selector, self.name, errors.did_you_mean(text, candidates), self.paths()
+                )
             )
-        if not nodes:
-            if missing_ok:
-                return []
-            raise LayerNotFoundError(
-                f"no layer of model {self.model.name!r} matches the {kind} {selector!r}."
-                f"{self._suggest(text)}{self._listing()}"
-            )
-        return _unique_layers(n.layer for n in nodes)
+        return chosen
 
-    def _suggest(self, text: str) -> str:
-        candidates = sorted(
-            {n.name for n in self.nodes} | {n.part for n in self.nodes} | set(self.paths())
-        )
-        close = difflib.get_close_matches(text, candidates, n=3, cutoff=0.6)
-        if not close:
-            return ""
-        return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
-
-    def _listing(self) -> str:
-        paths = self.paths()
-        shown = "\n".join(f"  {p}" for p in paths[:_MAX_LISTED_PATHS])
-        more = len(paths) - _MAX_LISTED_PATHS
-        if more > 0:
-            shown += f"\n  ... and {more} more"
-        return f"\nLayers of model {self.model.name!r}:\n{shown or '  (none)'}"
+    def describe(self, selectors: Sequence[Any], exclude: Sequence[Any] = ()) -> str:
+        return selection_text(selectors, exclude)
 
 
-def _unique_layers(layers: Iterable[Any]) -> list[Any]:
-    seen: set[int] = set()
-    out = []
-    for layer in layers:
-        if id(layer) not in seen:
-            seen.add(id(layer))
-            out.append(layer)
-    return out
-
-
-def _distinct_parts(children: Sequence[Any]) -> list[str]:
-    """The path part of each child: its name, or ``name#n`` where different layers of
-    one container share the name."""
-    counts: dict[str, int] = {}
-    for child in children:
-        counts[str(child.name)] = counts.get(str(child.name), 0) + 1
-    seen: dict[str, int] = {}
-    parts = []
-    for child in children:
-        name = str(child.name)
-        if counts[name] == 1:
-            parts.append(name)
-            continue
-        seen[name] = seen.get(name, 0) + 1
-        parts.append(f"{name}#{seen[name]}")
-    return parts
+def is_glob(selector: Any) -> bool:
+    """Whether ``selector`` is a glob (``"*/bias"``, ``"block?"``)."""
+    return isinstance(selector, str) and bool(_GLOB_CHARS & set(selector))
 
 
 def _unique_path(prefix: str, name: str, used: set[str]) -> str:

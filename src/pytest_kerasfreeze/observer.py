@@ -1,33 +1,47 @@
-"""One test's run: its markers, its ``weight_tracker``, and every training call it made."""
+"""The per-test observer: markers checked on every training call, records for the
+``weight_tracker`` fixture, and the diagnosis of every ``fit()`` / ``train_on_batch()``.
+
+One :class:`TestObserver` per test. It owns the test's
+:class:`~pytest_kerasfreeze.context.TestContext`, installs the
+:class:`~pytest_kerasfreeze.interception.Interception` for the test and takes it down
+in ``finish()``.
+
+Example::
+
+    observer = TestObserver([parse_marker("frozen", ("base",), {})])
+    observer.start()
+    try:
+        model.fit(x, y)          # checked: base must not move
+    finally:
+        observer.finish()
+"""
 
 from __future__ import annotations
 
-import difflib
 import threading
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from pytest_kerasfreeze.checklog import CheckLog, counts, note_unchecked, selector_text
-from pytest_kerasfreeze.compat import flavor_of
-from pytest_kerasfreeze.diagnosis import (
-    Finding,
-    detect_trap,
-    diff_findings,
-    merge,
-    shared_findings,
-)
+from pytest_kerasfreeze import context
+from pytest_kerasfreeze.captures import Capture
+from pytest_kerasfreeze.context import TestContext
+from pytest_kerasfreeze.diagnosis import detect_trap, shared_findings
 from pytest_kerasfreeze.exceptions import CompileOrderWarning, FreezeAssertionError
+from pytest_kerasfreeze.findings import Finding, merge
+from pytest_kerasfreeze.flavors import flavor_of, has_train_function
 from pytest_kerasfreeze.interception import Interception
 from pytest_kerasfreeze.markers import MarkerSpec, parse_marker
-from pytest_kerasfreeze.provenance import Provenance, current_state, frame_location, user_frame
+from pytest_kerasfreeze.messages import errors
+from pytest_kerasfreeze.provenance import current_state, frame_location, user_frame
+from pytest_kerasfreeze.results import CallRecord, CheckResult
 from pytest_kerasfreeze.selection import ModelIndex
-from pytest_kerasfreeze.snapshots import Snapshot
 from pytest_kerasfreeze.tracker import TrainingRecord, WeightTracker
+from pytest_kerasfreeze.weightdiff import WeightDiff
 
-_MAX_PATHS = 15
+TrapMode = Literal["warn", "error", "ignore"]
 
 
 @dataclass
@@ -39,48 +53,34 @@ class TrainedModel:
     calls: dict[str, int] = field(default_factory=dict)
     paths: list[str] = field(default_factory=list)
     names: set[str] = field(default_factory=set)
-    unbuilt_calls: int = 0
 
     def describe(self) -> str:
-        calls = ", ".join(f"{m} ×{n}" for m, n in self.calls.items())
-        if not self.paths:
-            return (
-                f"  {self.name!r} ({calls}): held no weights when training started, so "
-                f"they could not be snapshotted; build it first (give it an Input, or call "
-                f"it on one batch)"
-            )
-        shown = ", ".join(self.paths[:_MAX_PATHS])
-        more = len(self.paths) - _MAX_PATHS
-        return f"  {self.name!r} ({calls}): layers {shown}" + (
-            f", ... {more} more" if more > 0 else ""
-        )
+        return errors.trained_model_line(self.name, self.calls, self.paths)
 
 
-class TestRun(CheckLog):
-    """What the plugin does for one test: markers checked on every training call,
-    records for the fixture, the diagnosis, and a log of every check for the reports.
+class TestObserver:
+    """What the plugin does for one test.
 
     ``trap`` is what the compile-order trap does: "warn", "error" or "ignore".
-    ``marks`` (optional) returns the test's ``frozen``/``trains`` marks as they are now,
-    so marks added while the test runs (``request.applymarker``) are checked too.
+    ``marks`` (optional) returns the test's marks as they are now, so marks added while
+    the test runs (``request.applymarker``) are checked too.
     """
 
     __test__ = False  # not a test class, whatever pytest thinks of the name
 
     def __init__(
         self,
-        markers: list[MarkerSpec] | None = None,
-        trap: str = "warn",
+        markers: Sequence[MarkerSpec] = (),
+        trap: TrapMode = "warn",
         marks: Callable[[], list[Any]] | None = None,
     ) -> None:
-        super().__init__()
-        self.markers = list(markers or [])
+        self.context = TestContext()
+        self.markers = list(markers)
         self.trap = trap
         self._marks = marks
         self._specs_by_mark: dict[int, MarkerSpec] = {}
         self.tracker: WeightTracker | None = None
         self.trained: list[TrainedModel] = []
-        self.provenance = Provenance()
         self.interception = Interception(self)
         # > 0 while a fixture of a wider scope than the test sets up or tears down: its
         # training is not the test's, so markers and records leave it alone
@@ -95,12 +95,12 @@ class TestRun(CheckLog):
 
     # -- life cycle ----------------------------------------------------------------
     def start(self) -> None:
-        """Become the current log and observe Keras.
+        """Make the test's context current and observe Keras.
 
         A test with a marker imports Keras if needed; otherwise only the flavours already
         imported are observed, and with ``trap="ignore"`` and no marker nothing at all.
         """
-        self.make_current()
+        context.activate(self.context)
         self._started = True
         self._thread = threading.get_ident()
         if self.markers or self.trap != "ignore":
@@ -116,14 +116,14 @@ class TestRun(CheckLog):
         if self._marks is None:
             return
         for mark in self._marks():
-            if id(mark) not in self._specs_by_mark:
-                spec = parse_marker(mark.name, tuple(mark.args), dict(mark.kwargs))
-                self._specs_by_mark[id(mark)] = spec
-                self.markers.append(spec)
-                if self._started and not self.interception.observing:
-                    # a mark arrived in a test that was left alone so far
-                    self.interception.uninstall()
-                    self.interception.install()
+            if id(mark) in self._specs_by_mark:
+                continue
+            spec = parse_marker(mark.name, tuple(mark.args), dict(mark.kwargs))
+            self._specs_by_mark[id(mark)] = spec
+            self.markers.append(spec)
+            if self._started and not self.interception.observing:
+                self.interception.uninstall()  # a test left alone so far: observe it now
+                self.interception.install()
 
     def attach_tracker(self, tracker: WeightTracker) -> None:
         self.tracker = tracker
@@ -132,22 +132,102 @@ class TestRun(CheckLog):
             self.interception.install()
 
     def finish(self) -> None:
-        """Undo every patch and stop being the current log (called in a ``finally``)."""
+        """Undo every patch and stop being current (called in a ``finally``)."""
         try:
             self.interception.uninstall()
         finally:
-            self.reset()
+            context.deactivate(self.context)
             self.tracker = None
 
     # -- observed events -----------------------------------------------------------
     def around_trainable(self, layer: Any, value: Any, call: Callable[[], Any]) -> Any:
-        self.provenance.assign(layer, value, call)
+        self.context.provenance.assign(layer, value, call)
+
+    def around_variable_trainable(self, variable: Any, value: Any, call: Callable[[], Any]) -> Any:
+        self.context.provenance.assign_variable(variable, value, call)
+
+    def around_add_weight(self, layer: Any, call: Callable[[], Any]) -> Any:
+        __tracebackhide__ = True
+        built = bool(getattr(layer, "built", False))
+        variable = call()
+        if built:  # a weight added to a layer that was built already (enable_lora)
+            self.context.provenance.created(layer, variable)
+        return variable
 
     def around_compile(self, model: Any, call: Callable[[], Any]) -> Any:
         __tracebackhide__ = True
         result = call()
         if flavor_of(model) is not None:
-            self.provenance.compiled(model)
+            self.context.provenance.compiled(model)
+        return result
+
+    def around_training(self, model: Any, method: str, call: Callable[[], Any]) -> Any:
+        __tracebackhide__ = True
+        flavor = flavor_of(model)
+        if flavor is None or id(model) in self._in_call:  # fit() inside fit(): as is
+            return call()
+        provenance = self.context.provenance
+        self.refresh_markers()
+        the_test = not self.wider_fixture  # not the set-up of a wider-scoped fixture
+        entry = self._trained_entry(model) if the_test else None
+        if entry is not None:
+            entry.calls[method] = entry.calls.get(method, 0) + 1
+        weights = flavor.weights(model)
+        if not weights:  # built by this very call (no Input, a subclassed model)
+            building = not has_train_function(model)
+            try:
+                return self._run(model, call)
+            finally:
+                if building and has_train_function(model):
+                    provenance.build_started(
+                        model, current_state(model, "build", provenance.next_seq(), "")
+                    )
+        index = ModelIndex(model, flavor, weights)
+        plans = []
+        if entry is not None:
+            entry.paths = index.paths()
+            entry.names = {n.name for n in index.nodes}
+            plans = self._plans(index)  # may raise for an ambiguous selector: before training
+        tracker = self.tracker if the_test else None
+        frame = user_frame()
+        trap, state_now = detect_trap(model, method, index, provenance, frame_location(frame))
+        if trap is not None:
+            self.context.add_finding(model, trap)
+            self._report_trap(model, trap, frame)
+        building = not has_train_function(model)
+        before = None
+        if plans or tracker is not None:
+            whole = tracker is not None or any(s.kind == "trains_only" for s, _ in plans)
+            variables = (
+                index.variables
+                if whole
+                else index.select([s for _, selected in plans for s in selected])
+            )
+            before = Capture(index, variables, observations=self.context)
+        try:
+            result = self._run(model, call)
+        except Exception as err:
+            if trap is not None:  # Keras raised over the trap (JAX, PyTorch): explain it
+                _add_note(err, f"pytest-kerasfreeze: {trap}")
+            raise
+        finally:
+            if building and has_train_function(model):
+                provenance.build_started(model, state_now)
+        found = merge([trap] if trap else [], shared_findings(index, provenance))
+        if before is None:
+            for finding in found:
+                self.context.add_finding(model, finding)
+            return result
+        diff = WeightDiff(before, before.retake())
+        try:
+            found = merge(found, diff._diagnose())
+            for finding in found:
+                self.context.add_finding(model, finding)
+            self._check_markers(plans, diff, found, f"{model.name}.{method}()")
+        finally:
+            if tracker is not None:
+                self._record(tracker, model, method, diff, found)
+            diff._release_values()  # a record keeps the figures, never the values
         return result
 
     def _trained_entry(self, model: Any) -> TrainedModel:
@@ -158,93 +238,29 @@ class TestRun(CheckLog):
         self.trained.append(entry)
         return entry
 
-    def around_training(self, model: Any, method: str, call: Callable[[], Any]) -> Any:
-        __tracebackhide__ = True
-        if id(model) in self._in_call:  # fit() inside fit() of the same model
-            return call()
-        flavor = flavor_of(model)
-        if flavor is None:
-            return self._run(model, call)
-        self.refresh_markers()
-        the_test = not self.wider_fixture  # not the set-up of a wider-scoped fixture
-        entry = self._trained_entry(model) if the_test else None
-        if entry is not None:
-            entry.calls[method] = entry.calls.get(method, 0) + 1
-        weights = flavor.weights(model)
-        if not weights:  # built by this very call (no Input, a subclassed model)
-            if entry is not None:
-                entry.unbuilt_calls += 1
-            building = getattr(model, "train_function", None) is None
-            try:
-                return self._run(model, call)
-            finally:
-                if building and getattr(model, "train_function", None) is not None:
-                    state = current_state(model, "build", self.provenance.next_seq(), "")
-                    self.provenance.build_started(model, state)
-        index = ModelIndex(model, flavor, weights)
-        plans = []
-        if entry is not None:
-            entry.paths = index.paths()
-            entry.names = {n.name for n in index.nodes}
-            plans = self._plans(index)  # may raise for an ambiguous selector: before training
-        tracker = self.tracker if the_test else None
-        frame = user_frame()
-        trap, state_now = detect_trap(model, method, index, self.provenance, frame_location(frame))
-        if trap is not None:
-            self.add_finding(model, trap)
-            self._report_trap(model, trap, frame)
-        building = getattr(model, "train_function", None) is None
-        before = None
-        if plans or tracker is not None:
-            variables = (
-                index.variables
-                if tracker is not None
-                else index.select([s for _, selected in plans for s in selected])
-            )
-            before = Snapshot(index, variables)
-        try:
-            result = self._run(model, call)
-        except Exception as err:
-            if trap is not None:  # Keras raised over the trap (JAX, PyTorch): explain it
-                _add_note(err, f"pytest-kerasfreeze: {trap}")
-            raise
-        finally:
-            if building and getattr(model, "train_function", None) is not None:
-                self.provenance.build_started(model, state_now)
-        found = merge([trap] if trap else [], shared_findings(index, self.provenance))
-        if before is None:
-            for finding in found:
-                self.add_finding(model, finding)
-            return result
-        diff = before.diff(before.retake())
-        try:
-            found = merge(found, diff_findings(diff))
-            for finding in found:
-                self.add_finding(model, finding)
-            self._check_markers(plans, diff, found, f"{model.name}.{method}()")
-        finally:
-            if tracker is not None:
-                self.tracker_record(tracker, model, method, diff, found)
-            diff._release_values()  # a record keeps the figures, never the values
-        return result
-
-    def tracker_record(
-        self, tracker: WeightTracker, model: Any, method: str, diff: Any, found: list[Finding]
+    def _record(
+        self,
+        tracker: WeightTracker,
+        model: Any,
+        method: str,
+        diff: WeightDiff,
+        found: list[Finding],
     ) -> None:
         tracker.records.append(TrainingRecord(str(model.name), method, diff, found))
-        self.records.append(
-            {
-                "model": str(model.name),
-                "method": method,
-                **counts(diff),
-                "findings": [f.summary for f in found],
-            }
-        )
+        changes = diff.changes
+        self.context.add_record(
+            CallRecord(
+                model=str(model.name), method=method, moved=sum(c.moved for c in changes),
+                total=len(changes), by_submodel=diff.by_submodel(),
+                findings=[f.summary for f in found],
+                movers={c.path: [str(m) for m in c.moved_by] for c in changes if c.moved_by},
+            )
+        )  # fmt: skip
 
     def _check_markers(
         self,
         plans: list[tuple[MarkerSpec, list[Any]]],
-        diff: Any,
+        diff: WeightDiff,
         found: list[Finding],
         where: str,
     ) -> None:
@@ -253,15 +269,9 @@ class TestRun(CheckLog):
         for spec, selected in plans:
             spec.checks += 1
             try:
-                diff.check(
-                    spec.kind,
-                    selected,
-                    spec.atol,
-                    spec.rtol,
-                    source=spec.label,
-                    call=where,
-                    findings=found,
-                )
+                diff._check(spec.kind, selected, exclude=spec.exclude, allow=spec.allow,
+                            atol=spec.atol, rtol=spec.rtol, source="marker", label=spec.label,
+                            call=where, findings=found)  # fmt: skip
             except FreezeAssertionError as err:
                 failures.append(err)
         if failures:
@@ -280,10 +290,7 @@ class TestRun(CheckLog):
         __tracebackhide__ = True
         text = f"{trap.summary}\n{trap.explanation}\nFix: {trap.fix}"
         if self.trap == "error":
-            raise FreezeAssertionError(
-                f"compile-order trap (--kerasfreeze-trap=error), nothing was trained:\n{text}",
-                findings=[trap],
-            )
+            raise FreezeAssertionError(errors.trap_error(text), findings=[trap])
         if self.trap == "warn" and (id(model), trap.summary) not in self._warned:
             self._warned.add((id(model), trap.summary))
             if frame is None:
@@ -311,8 +318,7 @@ class TestRun(CheckLog):
         for spec in self.markers:
             selected = []
             for i, selector in enumerate(spec.layers):
-                layers = index.resolve(selector, missing_ok=True)
-                if any(index.flavor.weights(layer) for layer in layers):
+                if index.resolve(selector, missing_ok=True):
                     selected.append(selector)
                     spec.matched.add(i)
             if selected:
@@ -322,46 +328,40 @@ class TestRun(CheckLog):
     # -- the end of the test -------------------------------------------------------
     def strict_failures(self) -> list[str]:
         """Messages for markers that checked nothing during the test (each also noted
-        in the log, so the terminal section and the JSON show it)."""
+        in the results, so the terminal section and the JSON show it)."""
         failures = []
         self.refresh_markers()
         for spec in self.markers:
             if spec.checks:
                 continue
-            if self.trained:
-                trained = "Models trained in this test:\n" + "\n".join(
-                    m.describe() for m in self.trained
-                )
-            else:
-                trained = "No model was trained in this test: no fit() or train_on_batch() ran."
-            message = (
-                f"{spec.label} checked nothing: no model trained in this test holds a layer "
-                f"with weights matching {selector_text(spec.layers)}.{self._did_you_mean(spec)}"
-                f"\n{trained}\n"
-                f"Fix the layer names of the marker, or train the model it is meant for."
+            message = errors.checked_nothing(
+                spec.label,
+                spec.layers,
+                self._did_you_mean(spec),
+                [m.describe() for m in self.trained],
             )
             failures.append(message)
-            note_unchecked(spec.kind, spec.label, spec.layers, spec.atol, spec.rtol, message)
+            self.context.add_check(
+                CheckResult(
+                    source="marker", check=spec.label, expect=spec.kind, model=None, moved=0,
+                    total=0, passed=False, layers=[str(getattr(s, "name", s)) for s in spec.layers],
+                    atol=spec.atol, rtol=spec.rtol, failure=message, checked_nothing=True,
+                )
+            )  # fmt: skip
         return failures
 
     def _did_you_mean(self, spec: MarkerSpec) -> str:
-        candidates = sorted(
-            {name for m in self.trained for name in m.names}
-            | {p for m in self.trained for p in m.paths}
-        )
-        hints = []
-        for selector in spec.layers:
-            if isinstance(selector, str):
-                hints += difflib.get_close_matches(selector.strip("/"), candidates, n=3, cutoff=0.6)
-        if not hints:
-            return ""
-        return " Did you mean " + " or ".join(repr(h) for h in dict.fromkeys(hints)) + "?"
+        candidates = [name for m in self.trained for name in m.names]
+        candidates += [p for m in self.trained for p in m.paths]
+        hints = [
+            errors.did_you_mean(s.strip("/"), candidates) for s in spec.layers if isinstance(s, str)
+        ]
+        return next((h for h in hints if h), "")
 
     def partly_matched(self) -> list[str]:
         """Messages for selectors of a marker that matched while others did not."""
         return [
-            f"{spec.label}: {selector_text(spec.unmatched())} matched no layer of any "
-            f"model trained in this test"
+            errors.partly_matched(spec.label, spec.unmatched())
             for spec in self.markers
             if spec.checks and spec.unmatched()
         ]

@@ -1,0 +1,190 @@
+"""Captures: what is kept of the selected weights of one model at one moment.
+
+:class:`Capture` holds the mechanics (what to keep of each variable, retaking only what
+changed, releasing the values); the public :class:`~pytest_kerasfreeze.Snapshot` adds
+``diff()`` on top of it, one layer up, once :class:`~pytest_kerasfreeze.WeightDiff`
+exists.
+
+Example::
+
+    before = capture(Capture, model, ["base"])
+    model.fit(x, y)
+    after = before.retake()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, TypeVar
+
+import numpy as np
+
+from pytest_kerasfreeze import buffers
+from pytest_kerasfreeze.messages import errors
+from pytest_kerasfreeze.provenance import Provenance
+from pytest_kerasfreeze.results import CheckResult
+from pytest_kerasfreeze.selection import ModelIndex
+
+C = TypeVar("C", bound="Capture")
+
+
+class Observations(Protocol):
+    """What a test's context offers the engine: the provenance of its flags (for the
+    diagnosis) and a place to note each check (for the reports). Snapshots taken by the
+    plugin's public API carry the current test's; the engine itself never looks one up.
+    """
+
+    provenance: Provenance
+
+    def add_check(self, result: CheckResult) -> None: ...
+
+
+class Capture:
+    """The values of some weights of a model, kept at one moment.
+
+    A capture owns what it keeps: training after it cannot change it.
+
+    Example::
+
+        before = capture(Capture, model, ["base"])
+        model.fit(x, y)
+        after = before.retake()
+    """
+
+    def __init__(
+        self,
+        index: ModelIndex,
+        variables: Sequence[Any],
+        selectors: Sequence[Any] = (),
+        exclude: Sequence[Any] = (),
+        *,
+        observations: Observations | None = None,
+        _since: Capture | None = None,
+    ) -> None:
+        self._index = index
+        self.variables = list(variables)
+        self.selectors = tuple(selectors)
+        self.exclude = tuple(exclude)
+        self.observations = observations
+        flavor = index.flavor
+        # What is kept of each variable (a backend buffer or a numpy copy: buffers.capture)
+        self._captured: list[Any] = []
+        # Indexes of the weights known bit-identical to the snapshot ``_since`` (shared).
+        self._since = _since
+        self._same_as_since: set[int] = set()
+        # Distributed variables: the largest |replica - replica 0| of each that drifted.
+        self.drift: dict[int, float] = {}
+        # Exact statistics against ``_since`` of the weights that changed, computed
+        # while copying them (one pass over the new values instead of two).
+        self._stats_since: dict[int, dict[str, Any]] = {}
+        for i, variable in enumerate(self.variables):
+            raw = flavor.raw(variable)
+            if _since is None:
+                captured, spread = buffers.capture(raw)
+            elif buffers.unchanged(_since._captured[i], raw):
+                captured, spread = _since._captured[i], _since.drift.get(i, 0.0)
+                self._same_as_since.add(i)
+            else:
+                captured, spread = self._copy_comparing(_since._captured[i], raw)
+            self._captured.append(captured)
+            if spread:
+                self.drift[i] = spread
+        self._values: list[np.ndarray] | None = None
+        self.trainable = flavor.trainable_now(index.model, self.variables)
+        self.released = False
+
+    def _copy_comparing(self, previous: Any, raw: Any) -> tuple[Any, float]:
+        source = buffers.copy_source(raw)
+        if (
+            source is None
+            or not isinstance(previous, np.ndarray)
+            or source.shape != previous.shape
+            or source.dtype != previous.dtype
+        ):
+            return buffers.capture(raw)
+        copy = np.empty_like(source)
+        self._stats_since[len(self._captured)] = buffers.compare(
+            previous, source, 0.0, 0.0, copy_into=copy
+        )
+        copy.setflags(write=False)
+        return copy, 0.0
+
+    # -- reading -------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        """The model the snapshot was taken of."""
+        return self._index.model
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the values kept."""
+        return sum(buffers.nbytes(c) for c in self._captured if c is not None)
+
+    @property
+    def values(self) -> list[np.ndarray]:
+        """The kept values as numpy arrays (made on first use where kept by the backend)."""
+        self._require_values()
+        if self._values is None:
+            self._values = [buffers.materialize(c) for c in self._captured]
+        return self._values
+
+    def _value(self, i: int) -> np.ndarray:
+        self._require_values()
+        if self._values is not None:
+            return self._values[i]
+        return buffers.materialize(self._captured[i])
+
+    def _shape(self, i: int) -> tuple[int, ...]:
+        return tuple(int(n) for n in self._captured[i].shape)
+
+    def _dtype(self, i: int) -> str:
+        return buffers.dtype_name(self._captured[i])
+
+    def _require_values(self) -> None:
+        if self.released:
+            raise ValueError(errors.snapshot_released(self.model.name))
+
+    # -- making more ---------------------------------------------------------------
+    def retake(self: C) -> C:
+        """A new capture of the same weights of the same model, taken now.
+
+        A weight whose bits did not change shares this one's value instead of being
+        copied again.
+        """
+        self._require_values()
+        return type(self)(self._index, self.variables, self.selectors, self.exclude,
+                          observations=self.observations, _since=self)  # fmt: skip
+
+    def release(self) -> None:
+        """Drop the kept values: the snapshot can no longer be compared or read."""
+        self._captured = [None] * len(self._captured)
+        self._values = None
+        self._stats_since = {}
+        self.released = True
+
+    def __len__(self) -> int:
+        return len(self.variables)
+
+    def __repr__(self) -> str:
+        kind, model = type(self).__name__, self.model.name
+        return f"<{kind} of {len(self)} weights of model {model!r}, {self.nbytes:,} bytes>"
+
+
+def capture(
+    cls: type[C],
+    model: Any,
+    selectors: Sequence[Any] = (),
+    exclude: Sequence[Any] = (),
+    observations: Observations | None = None,
+) -> C:
+    """Validate ``model``, resolve the selection and capture it as a ``cls``.
+
+    Example::
+
+        before = capture(Capture, model, ["encoder"], exclude=["*/bias"])
+    """
+    index = ModelIndex.of(model)
+    variables = index.select(selectors, exclude)
+    if not variables:
+        raise ValueError(errors.selected_no_weights(index.describe(selectors, exclude), index.name))
+    return cls(index, variables, selectors, exclude, observations=observations)

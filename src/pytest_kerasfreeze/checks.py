@@ -1,0 +1,314 @@
+"""The checks a test writes: ``assert_frozen``, ``assert_trains``, ``assert_trains_only``,
+and the public ``snapshot()``.
+
+This is the user-facing layer: the snapshots it takes carry the current test's context
+(:mod:`pytest_kerasfreeze.context`), so their checks are reported and diagnosed with
+the test's provenance; outside a test they work the same, with none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, overload
+
+from pytest_kerasfreeze import context
+from pytest_kerasfreeze.messages import errors
+from pytest_kerasfreeze.results import Expect
+from pytest_kerasfreeze.snapshots import Snapshot, take
+from pytest_kerasfreeze.weightdiff import WeightDiff, as_selectors, check_tolerances
+
+
+def snapshot(model: Any, *layers: Any, exclude: Any = ()) -> Snapshot:
+    """Keep the current values of the selected weights (all of ``model`` if none).
+
+    ``layers`` are layer names, ``a/b`` paths, weight paths, globs, or Layer/variable
+    objects of ``model``; ``exclude`` takes the same. Only the selection is kept.
+
+    Example::
+
+        before = snapshot(model, "encoder", exclude="*/bias")
+        train(model)
+        assert not diff(before, before.retake()).moved()
+    """
+    return take(model, layers, exclude, observations=context.current())
+
+
+class Watch:
+    """Snapshot on entry, diff on exit: ``with Watch(model) as d:`` — ``d`` is a
+    :class:`WeightDiff`, filled when the block exits (also when it raises, for
+    post-mortems; the block's exception always propagates unchanged).
+
+    Example::
+
+        with Watch(model, "base") as d:
+            model.fit(x, y)
+        assert d.by_submodel()["base"][0] == 0
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        layers: Sequence[Any] = (),
+        *,
+        exclude: Any = (),
+        atol: float = 0.0,
+        rtol: float = 0.0,
+    ) -> None:
+        self.model = model
+        self.layers = tuple(layers)
+        self.exclude = as_selectors(exclude)
+        self.atol, self.rtol = check_tolerances(atol, rtol)
+        # Resolve the selectors now, so a typo fails before any training.
+        self._before = take(model, self.layers, self.exclude, observations=context.current())
+        self._open = WeightDiff(self._before, atol=self.atol, rtol=self.rtol)
+        self.diff: WeightDiff | None = self._open
+        self._mark = 0
+
+    def _start(self) -> None:
+        # Snapshot again on entry: code between creating the watch and `with` must not count.
+        self._before = self._before.retake()
+        self._open = WeightDiff(self._before, atol=self.atol, rtol=self.rtol)
+        ctx = context.current()
+        self._mark = ctx.mark() if ctx is not None else 0
+
+    def __enter__(self) -> Any:
+        self._start()
+        self.diff = self._open
+        return self._open
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self._open._fill(self._before.retake())
+            return
+        # The block raised: still fill the diff for post-mortems, but never let a
+        # problem here hide the user's exception.
+        with contextlib.suppress(Exception):
+            self._open._fill(self._before.retake())
+
+
+class FreezeCheck(Watch):
+    """A check around a block of code: snapshot on entry, compare and judge on exit.
+
+    ``assert_frozen(model, ...)``, ``assert_trains(...)`` and ``assert_trains_only(...)``
+    return one when no ``x`` is given. After a passing block, ``.diff`` holds the
+    :class:`WeightDiff`. An exception raised inside the block propagates unchanged and
+    nothing is checked.
+
+    Example::
+
+        with assert_frozen(model, "base") as check:
+            model.fit(x, y)
+        print(check.diff.report())
+    """
+
+    def __init__(
+        self,
+        expect: Expect,
+        model: Any,
+        layers: Sequence[Any],
+        *,
+        exclude: Any = (),
+        allow: Any = (),
+        atol: float = 0.0,
+        rtol: float = 0.0,
+    ) -> None:
+        if expect == "trains_only":  # the other half is "nothing else moves": watch it all
+            super().__init__(model, (), atol=atol, rtol=rtol)
+            self._before._index.select(layers, as_selectors(exclude))  # typos fail now
+            self.layers, self.exclude = tuple(layers), as_selectors(exclude)
+        else:
+            super().__init__(model, layers, exclude=exclude, atol=atol, rtol=rtol)
+        self.diff = None  # the judged diff, once a block passed
+        self.expect = expect
+        self.allow = as_selectors(allow)
+        if self.allow:  # resolve now: a typo fails before any training
+            self._before._index.select_optional(self.allow)
+        selected = self._before._index.select(self.layers, self.exclude)
+        if expect != "frozen" and not any(
+            self._before._index.info[id(v)].declared_trainable for v in selected
+        ):
+            raise ValueError(
+                errors.no_declared_trainable(
+                    f"assert_{expect}", self._before._index.describe(self.layers, self.exclude),
+                    str(model.name),
+                )
+            )  # fmt: skip
+
+    def __enter__(self) -> FreezeCheck:
+        self._start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        __tracebackhide__ = True
+        if exc_type is not None:
+            return None  # the user's exception goes on untouched
+        self._open._fill(self._before.retake())
+        self.diff = self._judge(self._open)
+        return None
+
+    def _judge(self, filled: WeightDiff) -> WeightDiff:
+        __tracebackhide__ = True
+        ctx = context.current()
+        # what the diagnosis found on the training calls made on this model meanwhile
+        found = ctx.findings_for(self.model, self._mark) if ctx is not None else []
+        return filled._check(self.expect, self.layers, exclude=self.exclude, allow=self.allow,
+                             atol=self.atol, rtol=self.rtol, source="helper",
+                             label=f"assert_{self.expect}", findings=found)  # fmt: skip
+
+    def run_fit(self, x: Any, y: Any, fit_kwargs: dict[str, Any]) -> WeightDiff:
+        """Snapshot, ``model.fit(x, y, verbose=0, **fit_kwargs)``, snapshot, judge."""
+        __tracebackhide__ = True
+        self._start()
+        self.model.fit(x, y, **{"verbose": 0, **fit_kwargs})
+        self._open._fill(self._before.retake())
+        judged = self.diff = self._judge(self._open)
+        return judged
+
+
+def _check(expect: Expect, model: Any, layers: Sequence[Any], x: Any, y: Any,
+           fit_kwargs: dict[str, Any], **options: Any) -> Any:  # fmt: skip
+    __tracebackhide__ = True
+    check = FreezeCheck(expect, model, layers, **options)
+    if x is None:
+        if y is not None or fit_kwargs:
+            given = (["y"] if y is not None else []) + sorted(fit_kwargs)
+            raise TypeError(errors.fit_arguments_without_x(f"assert_{expect}", given))
+        return check
+    return check.run_fit(x, y, fit_kwargs)
+
+
+@overload
+def assert_frozen(
+    model: Any,
+    *layers: Any,
+    x: None = None,
+    y: None = None,
+    exclude: Any = (),
+    atol: float = 0.0,
+    rtol: float = 0.0,
+) -> FreezeCheck: ...
+@overload
+def assert_frozen(
+    model: Any,
+    *layers: Any,
+    x: Any,
+    y: Any = None,
+    exclude: Any = (),
+    atol: float = 0.0,
+    rtol: float = 0.0,
+    **fit_kwargs: Any,
+) -> WeightDiff: ...
+def assert_frozen(model: Any, *layers: Any, x: Any = None, y: Any = None, exclude: Any = (),
+                  atol: float = 0.0, rtol: float = 0.0, **fit_kwargs: Any) -> Any:  # fmt: skip
+    """Check that no selected weight (none of the model's if no selector) moves.
+
+    Without ``x``, returns a context manager that snapshots on entry and raises
+    :class:`FreezeAssertionError` on a normal exit if a selected weight moved. With
+    ``x`` (and ``y``), calls ``model.fit(x, y, verbose=0, **fit_kwargs)`` itself and
+    returns the :class:`WeightDiff` when the check passes.
+
+    Example::
+
+        with assert_frozen(model, "base"):
+            model.fit(x, y, epochs=1)
+
+        diff = assert_frozen(model, exclude="head", x=x, y=y, epochs=2)
+    """
+    __tracebackhide__ = True
+    return _check("frozen", model, layers, x, y, fit_kwargs, exclude=exclude, atol=atol, rtol=rtol)
+
+
+@overload
+def assert_trains(
+    model: Any,
+    *layers: Any,
+    x: None = None,
+    y: None = None,
+    exclude: Any = (),
+    atol: float = 0.0,
+    rtol: float = 0.0,
+) -> FreezeCheck: ...
+@overload
+def assert_trains(
+    model: Any,
+    *layers: Any,
+    x: Any,
+    y: Any = None,
+    exclude: Any = (),
+    atol: float = 0.0,
+    rtol: float = 0.0,
+    **fit_kwargs: Any,
+) -> WeightDiff: ...
+def assert_trains(model: Any, *layers: Any, x: Any = None, y: Any = None, exclude: Any = (),
+                  atol: float = 0.0, rtol: float = 0.0, **fit_kwargs: Any) -> Any:  # fmt: skip
+    """Check that every declared-trainable weight of the selection (of the model if
+    none) moves.
+
+    "Declared trainable" is what the layer created as a trainable weight (kernels,
+    biases, embeddings, BatchNormalization gamma/beta), whatever its flag says now;
+    moving statistics and other non-trainable state are not required to move. Same two
+    forms as :func:`assert_frozen`.
+
+    Example::
+
+        with assert_trains(model, "head"):
+            model.fit(x, y)
+    """
+    __tracebackhide__ = True
+    return _check("trains", model, layers, x, y, fit_kwargs, exclude=exclude, atol=atol, rtol=rtol)
+
+
+@overload
+def assert_trains_only(
+    model: Any,
+    *layers: Any,
+    allow: Any = (),
+    x: None = None,
+    y: None = None,
+    exclude: Any = (),
+    atol: float = 0.0,
+    rtol: float = 0.0,
+) -> FreezeCheck: ...
+@overload
+def assert_trains_only(
+    model: Any,
+    *layers: Any,
+    allow: Any = (),
+    x: Any,
+    y: Any = None,
+    exclude: Any = (),
+    atol: float = 0.0,
+    rtol: float = 0.0,
+    **fit_kwargs: Any,
+) -> WeightDiff: ...
+def assert_trains_only(model: Any, *layers: Any, allow: Any = (), x: Any = None, y: Any = None,
+                       exclude: Any = (), atol: float = 0.0, rtol: float = 0.0,
+                       **fit_kwargs: Any) -> Any:  # fmt: skip
+    """The fine-tuning invariant in one check: every declared-trainable weight of the
+    selection moves, **and no other weight of the model moves**.
+
+    Non-trainable state inside the selection (the head's BatchNormalization moving
+    statistics) may move; ``allow`` selects weights outside the selection that may move
+    without being required to (``allow="*/moving_*"``). Same two forms as
+    :func:`assert_frozen`; a failure lists both halves, grouped by sub-model.
+
+    Example::
+
+        with assert_trains_only(model, "head", "*/lora_kernel_*"):
+            model.fit(x, y)
+    """
+    __tracebackhide__ = True
+    return _check("trains_only", model, layers, x, y, fit_kwargs, exclude=exclude, allow=allow,
+                  atol=atol, rtol=rtol)  # fmt: skip

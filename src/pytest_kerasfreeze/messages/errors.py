@@ -1,0 +1,281 @@
+"""What bad input is told: each text says what was wrong and what to do instead."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any
+
+from pytest_kerasfreeze.messages import MAX_LISTED_PATHS, MAX_TRAINED_PATHS, plural, selector_text
+
+
+def describe(obj: Any) -> str:
+    """A short description of what the user passed."""
+    text = repr(obj)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(obj).__name__} {text}"
+
+
+def did_you_mean(text: str, candidates: Sequence[str]) -> str:
+    """`` Did you mean 'base'?`` — or nothing when nothing is close."""
+    close = difflib.get_close_matches(text, sorted(set(candidates)), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def listing(model: str, paths: Sequence[str], what: str = "Layers") -> str:
+    shown = "\n".join(f"  {p}" for p in paths[:MAX_LISTED_PATHS])
+    more = len(paths) - MAX_LISTED_PATHS
+    if more > 0:
+        shown += f"\n  ... and {more} more"
+    return f"\n{what} of model {model!r}:\n{shown or '  (none)'}"
+
+
+# -- models -----------------------------------------------------------------------------
+def not_a_model(obj: Any) -> str:
+    return (
+        f"expected a Keras model (keras.Model, or a tf_keras one), got {describe(obj)}. "
+        f"Pass the model object whose weights the check should watch."
+    )
+
+
+def not_built(kind: str, name: str) -> str:
+    return (
+        f"{kind} {name!r} is not built yet, so it has no weights to watch. Build it first: "
+        f"give it an Input (keras.Input(shape=...)), call it once on a batch of data, or "
+        f"call {name}.build(input_shape) if it defines call()."
+    )
+
+
+def no_weights(what: str, name: str) -> str:
+    return (
+        f"{what} {name!r} has no weights: there is nothing a freeze check could watch. "
+        f"Check the layers it is made of (they may all be weightless, like Flatten or "
+        f"Dropout)."
+    )
+
+
+def emptied_variable(path: str) -> str:
+    return (
+        f"weight {path!r} holds no value. On JAX, Keras moves every variable's value into "
+        f"the training state during fit() and puts it back at the end; a fit() that raised "
+        f"left them empty. The model cannot be read or trained any more: build it again "
+        f"(and see the exception that fit() raised)."
+    )
+
+
+# -- selectors --------------------------------------------------------------------------
+def selected_no_weights(selection: str, model: str) -> str:
+    return (
+        f"the selection ({selection}) of model {model!r} holds no weights: there is "
+        f"nothing to watch. Select layers that have weights (Dense, Conv, Embedding, "
+        f"BatchNormalization, ...) or weight paths like 'dense/kernel'."
+    )
+
+
+def bad_selector(obj: Any) -> str:
+    return (
+        f"a selector must be a layer name, a path like 'outer/inner' (or a weight path "
+        f"'outer/dense/kernel'), a glob, or a Layer/Model/variable object of the model; "
+        f"got {describe(obj)}"
+    )
+
+
+def not_in_model(obj: Any, kind: str, model: str, paths: Sequence[str]) -> str:
+    name = str(getattr(obj, "path", None) or obj.name).split(":", 1)[0]  # tf_keras: ":0"
+    what = "Weights" if kind == "weight" else "Layers"
+    return (
+        f"{kind} {name!r} ({type(obj).__name__}) is not part of model {model!r}. Pass a "
+        f"{kind} of this model, or its name or path.{listing(model, paths, what)}"
+    )
+
+
+def empty_selector(selector: Any, model: str, paths: Sequence[str]) -> str:
+    return (
+        f"empty selector {selector!r}: name a layer, a path like 'outer/inner' or a glob "
+        f"like 'block*'.{listing(model, paths)}"
+    )
+
+
+def ambiguous(kind: str, selector: Any, model: str, n: int, paths: Sequence[str]) -> str:
+    shown = "\n".join(f"  {p}" for p in paths)
+    return (
+        f"layer {kind} {selector!r} is ambiguous in model {model!r}: {n} different layers "
+        f"have it, at\n{shown}\nSelect one by its path (e.g. {paths[0]!r})."
+    )
+
+
+def no_match(kind: str, selector: Any, model: str, suggestion: str, paths: Sequence[str]) -> str:
+    return (
+        f"no layer or weight of model {model!r} matches the {kind} {selector!r}."
+        f"{suggestion}{listing(model, paths)}"
+    )
+
+
+def nothing_left(selection: str, model: str) -> str:
+    return (
+        f"{selection} of model {model!r} leaves no weight to check: the exclude= selectors "
+        f"cover the whole selection."
+    )
+
+
+def not_watched(selection: str, watched: str, model: str) -> str:
+    return (
+        f"the weights of {selection} were not watched by this diff; it watches {watched} of "
+        f"model {model!r}"
+    )
+
+
+def no_declared_trainable(source: str, selection: str, model: str) -> str:
+    return (
+        f"{source}: {selection} of model {model!r} declares no trainable weights, so "
+        f"nothing can be required to train. Select layers with kernels, biases, embeddings "
+        f"or BatchNormalization gamma/beta."
+    )
+
+
+# -- checks and diffs -------------------------------------------------------------------
+def fit_arguments_without_x(check: str, given: Sequence[str]) -> str:
+    return (
+        f"{check}() got {', '.join(given)} but no x: pass x (and y) to let it call "
+        f"model.fit() itself, or use it as a context manager around your own training "
+        f"code: `with {check}(model, ...): model.fit(x, y)`"
+    )
+
+
+def not_a_real_number(name: str, value: Any) -> str:
+    return f"{name} must be a real number like 1e-6, got {type(value).__name__} {value!r}"
+
+
+def negative_tolerance(name: str, value: Any) -> str:
+    return f"{name} must be a finite number >= 0, got {value!r}"
+
+
+def different_snapshots() -> str:
+    return (
+        "cannot compare snapshots of different weights: take both snapshots of the same "
+        "model with the same selection (or use before.retake())"
+    )
+
+
+def not_snapshots(before: Any, after: Any) -> str:
+    return (
+        "diff(before, after) compares two Snapshot objects taken with snapshot(); got "
+        f"{type(before).__name__} and {type(after).__name__}"
+    )
+
+
+def diff_still_empty() -> str:
+    return "this WeightDiff is still empty: it is filled when its watch() block exits"
+
+
+def values_not_kept(model: str, atol: float, rtol: float) -> str:
+    return (
+        f"this diff of model {model!r} kept its figures but not the weights' values "
+        f"(weight_tracker.records and digest snapshots keep no copies), so it cannot be "
+        f"judged again with atol={atol:g}, rtol={rtol:g}. Watch the call with "
+        f"weight_tracker.watch(model) (mode='copy') to keep the values."
+    )
+
+
+def snapshot_released(model: str) -> str:
+    return (
+        f"this snapshot of model {model!r} no longer holds its values (a training record "
+        f"keeps only the figures of its diff): take a new snapshot, or watch the call with "
+        f"weight_tracker.watch(model)"
+    )
+
+
+# -- markers ----------------------------------------------------------------------------
+MARKER_USAGE = {
+    "frozen": "frozen(*layers, exclude=(), atol=0.0, rtol=0.0)",
+    "trains": "trains(*layers, exclude=(), atol=0.0, rtol=0.0)",
+    "trains_only": "trains_only(*layers, allow=(), exclude=(), atol=0.0, rtol=0.0)",
+}
+MARKER_HELP = {
+    "frozen": "every fit()/train_on_batch() of the test on a model holding the selected "
+    "weights must leave them unchanged (pytest-kerasfreeze)",
+    "trains": "every fit()/train_on_batch() of the test on a model holding the selected "
+    "weights must move their declared-trainable weights (pytest-kerasfreeze)",
+    "trains_only": "every fit()/train_on_batch() of the test on a model holding the "
+    "selected weights must move their declared-trainable weights and no other weight of "
+    "the model (pytest-kerasfreeze)",
+}
+
+
+def marker_unknown_keywords(name: str, unknown: Sequence[str], usage: str) -> str:
+    return (
+        f"@pytest.mark.{name}: unknown keyword argument(s) {', '.join(unknown)}; it takes {usage}"
+    )
+
+
+def marker_needs_layers(name: str, usage: str) -> str:
+    return (
+        f"@pytest.mark.{name}() needs at least one layer: write {usage} with layer names, "
+        f"paths like 'outer/inner' or globs like 'block*', e.g. @pytest.mark.{name}('base')"
+    )
+
+
+def marker_bad_selector(name: str, arg: Any) -> str:
+    return (
+        f"@pytest.mark.{name}: {arg!r} is not a layer selector; give layer names, paths "
+        f"like 'outer/inner', globs like 'block*', or Layer objects"
+    )
+
+
+def trained_model_line(name: str, calls: dict[str, int], paths: Sequence[str]) -> str:
+    done = ", ".join(f"{m} ×{n}" for m, n in calls.items())
+    if not paths:
+        return (
+            f"  {name!r} ({done}): held no weights when training started, so they could "
+            f"not be snapshotted; build it first (give it an Input, or call it on one batch)"
+        )
+    shown = ", ".join(paths[:MAX_TRAINED_PATHS])
+    more = len(paths) - MAX_TRAINED_PATHS
+    return f"  {name!r} ({done}): layers {shown}" + (f", ... {more} more" if more > 0 else "")
+
+
+def checked_nothing(label: str, selectors: Sequence[Any], hint: str, trained: Sequence[str]) -> str:
+    if trained:
+        models = "Models trained in this test:\n" + "\n".join(trained)
+    else:
+        models = "No model was trained in this test: no fit() or train_on_batch() ran."
+    return (
+        f"{label} checked nothing: no model trained in this test holds a layer with "
+        f"weights matching {selector_text(selectors)}.{hint}\n{models}\n"
+        f"Fix the layer names of the marker, or train the model it is meant for."
+    )
+
+
+def partly_matched(label: str, unmatched: Sequence[Any]) -> str:
+    return f"{label}: {selector_text(unmatched)} matched no layer of any model trained in this test"
+
+
+def thread_failures(messages: Sequence[str]) -> str:
+    return "a marker check failed in a thread the test started:\n\n" + "\n\n".join(messages)
+
+
+def trap_error(text: str) -> str:
+    return f"compile-order trap (--kerasfreeze-trap=error), nothing was trained:\n{text}"
+
+
+# -- options ----------------------------------------------------------------------------
+def bad_trap_option(value: str, choices: Sequence[str]) -> str:
+    return f"kerasfreeze_trap = {value!r} is not valid: use one of {', '.join(choices)}"
+
+
+def json_unwritable(path: Any, problem: str) -> str:
+    return (
+        f"--kerasfreeze-json / kerasfreeze_json: cannot write the JSON report to {path}: "
+        f"{problem}. Give the path of a file in a directory that exists or can be created."
+    )
+
+
+def json_write_failed(path: Any, err: Exception) -> str:
+    return f"kerasfreeze: could not write the JSON report to {path}: {err}"
+
+
+def weights_count(n: int) -> str:
+    return plural(n, "weight")
