@@ -143,8 +143,9 @@ import pytest
 
 TARGETS = [
     (cls, name)
-    for cls in (*keras.Model.__mro__, *keras.layers.Layer.__mro__, *keras.Variable.__mro__)
-    for name in ("fit", "train_on_batch", "compile", "trainable", "add_weight")
+    for cls in (*keras.Model.__mro__, *keras.layers.Layer.__mro__, *keras.Variable.__mro__,
+                *keras.optimizers.Optimizer.__mro__)
+    for name in ("fit", "train_on_batch", "compile", "trainable", "add_weight", "assign", "apply")
     if name in cls.__dict__
 ]
 
@@ -179,11 +180,14 @@ class GAN(keras.Model):
     simultaneous step with it.
     """
 
-    def __init__(self, discriminator, generator, latent_dim):
+    def __init__(self, discriminator, generator, latent_dim, buggy=False):
         super().__init__()
         self.discriminator = discriminator
         self.generator = generator
         self.latent_dim = latent_dim
+        # the classic bug: the generator step applies g_optimizer to self.trainable_weights,
+        # which holds the discriminator's weights too
+        self.buggy = buggy
         if not LEGACY:
             self.seed_generator = keras.random.SeedGenerator(1337)
         if BACKEND in ("jax", "torch") and not LEGACY:
@@ -237,7 +241,7 @@ class GAN(keras.Model):
             d_grads = jax.grad(lambda t: losses(t)[0])(trainable)
             g_grads = jax.grad(lambda t: losses(t)[1])(trainable)
             grads = [d if own else g for d, g, own in zip(d_grads, g_grads, is_d, strict=True)]
-            trainable, optimizer_vars = self.optimizer.stateless_apply(
+            trainable, optimizer_vars = self.optimizer.stateless_apply(  # one step, jax
                 optimizer_vars, grads, trainable
             )
             return {}, (trainable, non_trainable, optimizer_vars, metrics_vars)
@@ -257,16 +261,17 @@ class GAN(keras.Model):
             d_loss.backward()
             grads = [v.value.grad for v in self.discriminator.trainable_weights]
             with torch.no_grad():
-                self.d_optimizer.apply(grads, self.discriminator.trainable_weights)
+                self.d_optimizer.apply(grads, self.discriminator.trainable_weights)  # d step, torch
             self.zero_grad()
             g_loss = self.loss_fn(
                 keras.ops.zeros((batch, 1)),
                 self.discriminator(self.generator(self._noise(batch))),
             )
             g_loss.backward()
-            grads = [v.value.grad for v in self.generator.trainable_weights]
+            g_weights = self.trainable_weights if self.buggy else self.generator.trainable_weights
+            grads = [v.value.grad for v in g_weights]
             with torch.no_grad():
-                self.g_optimizer.apply(grads, self.generator.trainable_weights)
+                self.g_optimizer.apply(grads, g_weights)  # g step, torch
             return {"d_loss": d_loss, "g_loss": g_loss}
 
     else:
@@ -282,14 +287,13 @@ class GAN(keras.Model):
                 predictions = self.discriminator(tf.concat([fake, real], 0))
                 d_loss = self.loss_fn(self._labels(batch), predictions)
             grads = tape.gradient(d_loss, self.discriminator.trainable_weights)
-            self.d_optimizer.apply_gradients(
+            self.d_optimizer.apply_gradients(  # d step, tf
                 zip(grads, self.discriminator.trainable_weights, strict=True)
             )
             with tf.GradientTape() as tape:
                 predictions = self.discriminator(self.generator(self._noise(batch)))
                 g_loss = self.loss_fn(tf.zeros((batch, 1)), predictions)
-            grads = tape.gradient(g_loss, self.generator.trainable_weights)
-            self.g_optimizer.apply_gradients(
-                zip(grads, self.generator.trainable_weights, strict=True)
-            )
+            g_weights = self.trainable_weights if self.buggy else self.generator.trainable_weights
+            grads = tape.gradient(g_loss, g_weights)
+            self.g_optimizer.apply_gradients(zip(grads, g_weights, strict=True))  # g step, tf
             return {"d_loss": d_loss, "g_loss": g_loss}

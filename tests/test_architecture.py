@@ -12,23 +12,32 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "pytest_kerasfreeze"
 # Bottom to top. A module may import modules of lower layers only (and, inside the
 # `messages` package, the package itself). ARCHITECTURE.md says the same in words.
 LAYERS = [
-    {"exceptions", "sequences", "traps"},
+    {"exceptions", "sequences", "traps", "memory"},
     {"changes", "findings"},
-    {"messages", "messages.reports", "messages.explain", "messages.errors"},
-    {"flavors"},
-    {"buffers"},
-    {"results"},
-    {"selection", "provenance"},
+    {"verdicts"},
+    {
+        "messages",
+        "messages.reports",
+        "messages.explain",
+        "messages.errors",
+        "messages.html",
+        "messages.pictures",
+    },
+    {"flavors", "plots", "arguments"},
+    {"buffers", "tracing"},
+    {"results", "digests"},
+    {"selection", "provenance", "attribution"},
     {"diagnosis"},
     {"captures"},
     {"weightdiff"},
     {"snapshots"},
     {"context"},
     {"checks"},
-    {"tracker"},
+    {"tracker", "guard"},
     {"interception", "markers"},
     {"observer"},
     {"terminal"},
+    {"reporting"},
     {"plugin"},
     {"__init__"},
 ]
@@ -37,9 +46,9 @@ LAYER_OF = {module: i for i, layer in enumerate(LAYERS) for module in layer}
 # Imported inside functions on purpose: heavy, or absent where the plugin must load.
 LAZY_OK = {"keras", "tf_keras", "tensorflow", "jax", "torch", "matplotlib", "ml_dtypes"}
 # The plugin loads without numpy or Keras: it imports the engine when a test starts.
-LAZY_ENGINE_OK = {"plugin"}
+LAZY_ENGINE_OK = {"plugin", "reporting"}
 # Only the user-facing layer and the observer touch the current test's context.
-CONTEXT_USERS = {"checks", "observer", "plugin"}
+CONTEXT_USERS = {"checks", "guard", "observer", "plugin"}
 
 
 def module_name(path):

@@ -68,7 +68,7 @@ def test_frozen_failure_message_reads_like_numpy():
     assert "trainable" in row
     if not LEGACY:  # moved non-trainable state says what it is
         stat = next(line for line in lines if line.strip().startswith("base/base_bn/moving_mean"))
-        assert stat.rstrip().endswith("non-trainable")
+        assert stat.rstrip().endswith("non-trainable  forward")  # moved by its layer
     assert isinstance(info.value, AssertionError)
     assert info.value.diff.by_submodel()["base"] == (n, 6)
 

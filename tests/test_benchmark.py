@@ -23,8 +23,12 @@ FIGURES = [
     "~10% selection vs whole-model baseline",
     "per-variable overhead",
     "extra peak memory / watched bytes",
+    "digest: whole model, nothing moved",
+    "digest: extra peak memory / watched bytes",
     "plugin load (pytest --co)",
     "frozen marker on a small CNN test",
+    "FreezeGuard on a small CNN fit, 3 epochs",
+    "100 recorded train_on_batch calls, extra RSS",
 ]
 
 
@@ -48,7 +52,7 @@ def test_benchmark_reports_every_figure(tmp_path):
     assert list(figures) == FIGURES
     for name, figure in figures.items():
         assert figure["value"] == figure["value"], name  # not NaN
-        assert figure["unit"] in ("ratio", "us", "ms"), name
+        assert figure["unit"] in ("ratio", "us", "ms", "mib"), name
         assert isinstance(figure["ok"], bool), name
     assert "heavy imports: []" in figures["plugin load (pytest --co)"]["detail"]
     for name in FIGURES:

@@ -37,12 +37,15 @@ if TYPE_CHECKING:
         snapshot,
     )
     from pytest_kerasfreeze.findings import Finding
+    from pytest_kerasfreeze.guard import FreezeGuard, GuardCheck
     from pytest_kerasfreeze.snapshots import Snapshot, diff
     from pytest_kerasfreeze.tracker import TrainingRecord, WeightTracker
     from pytest_kerasfreeze.weightdiff import WeightDiff
 
 _LAZY = {
     "FreezeCheck": "checks",
+    "FreezeGuard": "guard",
+    "GuardCheck": "guard",
     "assert_frozen": "checks",
     "assert_trains": "checks",
     "assert_trains_only": "checks",
@@ -62,7 +65,9 @@ __all__ = [
     "Finding",
     "FreezeAssertionError",
     "FreezeCheck",
+    "FreezeGuard",
     "FreezeViolationWarning",
+    "GuardCheck",
     "KerasFreezeWarning",
     "LayerNotFoundError",
     "Mover",

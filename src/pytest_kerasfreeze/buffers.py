@@ -22,6 +22,7 @@ This module knows backends, not Keras: it never reads a Keras attribute.
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,16 @@ def replicas(raw: Any) -> list[Any]:
     return []
 
 
+def _sharded(raw: Any) -> list[Any] | None:
+    """The shards of a JAX array split over devices (``ModelParallel``), or ``None``;
+    reading such an array whole would gather it (and cache the gathered copy)."""
+    sharding = getattr(raw, "sharding", None)
+    if sharding is None or getattr(sharding, "is_fully_replicated", True):
+        return None
+    shards = list(raw.addressable_shards)
+    return shards if len(shards) > 1 else None
+
+
 def view(raw: Any) -> np.ndarray:
     """The value as numpy, without a copy where the backend allows."""
     if is_tf_resource(raw):
@@ -144,6 +155,13 @@ def to_numpy(raw: Any) -> np.ndarray:
         return _host_view(_tf_read(raw))
     if hasattr(raw, "numpy") and not hasattr(raw, "detach"):
         return np.asarray(raw.numpy())  # a TensorFlow tensor: a fresh array already
+    shards = _sharded(raw)
+    if shards is not None:  # one copy, assembled shard by shard where each lives
+        array = np.empty(tuple(raw.shape), dtype=np.asarray(shards[0].data).dtype)
+        for shard in shards:
+            array[shard.index] = np.asarray(shard.data)
+        array.setflags(write=False)
+        return array
     # torch shares memory with the tensor the optimizer writes into; JAX with its buffer
     array = np.array(view(raw), copy=True)
     array.setflags(write=False)
@@ -163,12 +181,24 @@ def capture(raw: Any) -> tuple[Any, float]:
     return first, max(max_abs_difference(first, other) for other in others)
 
 
+def source_ref(raw: Any) -> Any:
+    """A weak reference to ``raw`` where it is an immutable array (JAX): holding the same
+    object later means holding the same bits. ``None`` for values written in place
+    (torch tensors, TensorFlow variables)."""
+    if type(raw).__module__.split(".", 1)[0] not in ("jaxlib", "jax"):
+        return None
+    try:
+        return weakref.ref(raw)
+    except TypeError:
+        return None
+
+
 def copy_source(raw: Any) -> np.ndarray | None:
     """A zero-copy numpy view of the value where a snapshot keeps a private copy of it
     (JAX, PyTorch), so that the copy can be made block by block along with a
     comparison; ``None`` where a snapshot keeps something else (TensorFlow's buffers,
     distributed values)."""
-    if is_tf_resource(raw) or replicas(raw):
+    if is_tf_resource(raw) or replicas(raw) or _sharded(raw) is not None:
         return None
     return view(raw)
 
@@ -184,6 +214,11 @@ def same_bits(captured: Any, raw: Any) -> bool:
     """Whether ``raw`` still holds exactly the captured bits (NaNs included)."""
     if not isinstance(captured, np.ndarray):
         return _tf_same_bits(captured, _tf_read(raw))
+    shards = _sharded(raw)
+    if shards is not None:
+        return tuple(raw.shape) == captured.shape and all(
+            equal_bits(np.ascontiguousarray(captured[s.index]), np.asarray(s.data)) for s in shards
+        )
     live = view(raw)
     if live.shape != captured.shape or live.dtype != captured.dtype:
         return False

@@ -14,18 +14,21 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
-from pytest_kerasfreeze import buffers
+from pytest_kerasfreeze import buffers, digests, memory
 from pytest_kerasfreeze.messages import errors
 from pytest_kerasfreeze.provenance import Provenance
 from pytest_kerasfreeze.results import CheckResult
 from pytest_kerasfreeze.selection import ModelIndex
 
 C = TypeVar("C", bound="Capture")
+Mode = Literal["copy", "digest", "auto"]
+MODES = ("copy", "digest", "auto")
 
 
 class Observations(Protocol):
@@ -59,9 +62,11 @@ class Capture:
         exclude: Sequence[Any] = (),
         *,
         observations: Observations | None = None,
+        mode: Literal["copy", "digest"] = "copy",
         _since: Capture | None = None,
     ) -> None:
         self._index = index
+        self.mode = mode
         self.variables = list(variables)
         self.selectors = tuple(selectors)
         self.exclude = tuple(exclude)
@@ -77,15 +82,31 @@ class Capture:
         # Exact statistics against ``_since`` of the weights that changed, computed
         # while copying them (one pass over the new values instead of two).
         self._stats_since: dict[int, dict[str, Any]] = {}
+        # A weak reference to each immutable backend array captured (JAX): a variable that
+        # still holds that very array holds the same bits, with no byte to compare.
+        self._sources: list[Any] = []
         for i, variable in enumerate(self.variables):
             raw = flavor.raw(variable)
+            if mode == "digest":  # a hash and a norm, where the value lives
+                captured = digests.digest_raw(raw)
+                spread = math.inf if captured.replicas_differ else 0.0
+                if _since is not None and digests.same(_since._captured[i], captured):
+                    self._same_as_since.add(i)
+                self._sources.append(None)
+                self._captured.append(captured)
+                if spread:
+                    self.drift[i] = spread
+                continue
             if _since is None:
                 captured, spread = buffers.capture(raw)
-            elif buffers.unchanged(_since._captured[i], raw):
+            elif ((source := _since._sources[i]) is not None and source() is raw) or (
+                buffers.unchanged(_since._captured[i], raw)
+            ):
                 captured, spread = _since._captured[i], _since.drift.get(i, 0.0)
                 self._same_as_since.add(i)
             else:
                 captured, spread = self._copy_comparing(_since._captured[i], raw)
+            self._sources.append(buffers.source_ref(raw))
             self._captured.append(captured)
             if spread:
                 self.drift[i] = spread
@@ -117,7 +138,9 @@ class Capture:
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the values kept."""
+        """Bytes of the values kept (a digest keeps 16 bytes and a norm per weight)."""
+        if self.mode == "digest":
+            return sum(len(c.hash) + 8 for c in self._captured if c is not None)
         return sum(buffers.nbytes(c) for c in self._captured if c is not None)
 
     @property
@@ -138,11 +161,15 @@ class Capture:
         return tuple(int(n) for n in self._captured[i].shape)
 
     def _dtype(self, i: int) -> str:
+        if self.mode == "digest":
+            return str(self._captured[i].dtype)
         return buffers.dtype_name(self._captured[i])
 
     def _require_values(self) -> None:
         if self.released:
             raise ValueError(errors.snapshot_released(self.model.name))
+        if self.mode == "digest":
+            raise ValueError(errors.digest_has_no_values(self.model.name))
 
     # -- making more ---------------------------------------------------------------
     def retake(self: C) -> C:
@@ -151,9 +178,10 @@ class Capture:
         A weight whose bits did not change shares this one's value instead of being
         copied again.
         """
-        self._require_values()
+        if self.released:
+            raise ValueError(errors.snapshot_released(self.model.name))
         return type(self)(self._index, self.variables, self.selectors, self.exclude,
-                          observations=self.observations, _since=self)  # fmt: skip
+                          observations=self.observations, mode=self.mode, _since=self)  # fmt: skip
 
     def release(self) -> None:
         """Drop the kept values: the snapshot can no longer be compared or read."""
@@ -176,15 +204,59 @@ def capture(
     selectors: Sequence[Any] = (),
     exclude: Sequence[Any] = (),
     observations: Observations | None = None,
+    mode: Mode = "auto",
+    digest_above: int | None = None,
 ) -> C:
     """Validate ``model``, resolve the selection and capture it as a ``cls``.
 
     Example::
 
-        before = capture(Capture, model, ["encoder"], exclude=["*/bias"])
+        before = capture(Capture, model, ["encoder"], exclude=["*/bias"], mode="digest")
     """
     index = ModelIndex.of(model)
     variables = index.select(selectors, exclude)
     if not variables:
         raise ValueError(errors.selected_no_weights(index.describe(selectors, exclude), index.name))
-    return cls(index, variables, selectors, exclude, observations=observations)
+    chosen = resolve_mode(mode, sum(index.flavor.nbytes(v) for v in variables), digest_above)
+    return cls(index, variables, selectors, exclude, observations=observations, mode=chosen)
+
+
+def digest_stats(before: Any, after: Any) -> dict[str, Any]:
+    """What two digests of one weight tell: whether it moved (exactly), and a lower
+    bound of its relative change; no value was kept to say more."""
+    if digests.same(before, after):
+        return dict(buffers.UNMOVED, changed_fraction=None, changed_elements=None)
+    bound = digests.change_lower_bound(before, after)
+    if before.norm > 0:
+        relative = bound / before.norm
+    else:
+        relative = math.inf if bound > 0 else 0.0
+    return dict(moved=True, max_abs_delta=None, rel_delta=None, changed_fraction=None,
+                changed_elements=None, nonfinite=after.nonfinite and not before.nonfinite,
+                min_rel_delta=relative)  # fmt: skip
+
+
+def resolve_mode(
+    mode: str, watched: int, digest_above: int | None = None
+) -> Literal["copy", "digest"]:
+    """``"copy"`` or ``"digest"`` for a snapshot of ``watched`` bytes.
+
+    ``"auto"`` copies unless the bytes exceed ``digest_above`` (default: a quarter of the
+    memory available now, :func:`pytest_kerasfreeze.memory.available_memory`). A copy
+    asked for explicitly that would not fit in the memory available is refused with an
+    error rather than let the process run out of memory. TensorFlow's captures cost
+    nothing at first but a copy of each weight training writes, so they count in full.
+    """
+    if mode not in MODES:
+        raise ValueError(errors.bad_mode(mode, MODES))
+    if mode == "digest":
+        return "digest"
+    reading = memory.read_available()
+    if mode == "copy":
+        if reading.bytes and watched > reading.bytes:
+            raise MemoryError(errors.copy_does_not_fit(watched, reading.bytes, reading.source))
+        return "copy"
+    limit = digest_above if digest_above is not None else reading.bytes // 4
+    if reading.bytes and watched > reading.bytes // 2:
+        limit = min(limit, reading.bytes // 2)  # never a copy that could exhaust memory
+    return "digest" if limit and watched > limit else "copy"

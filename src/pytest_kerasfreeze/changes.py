@@ -56,7 +56,9 @@ class WeightChange:
     zero) and ``changed_fraction`` (share of elements changed) say by how much —
     ``None`` where the values were not kept (digest snapshots); ``nonfinite`` that a
     finite value became NaN/Inf. ``owners`` lists every sub-model path that reaches the
-    variable (more than one for a shared weight); ``moved_by`` who moved it.
+    variable (more than one for a shared weight); ``moved_by`` who moved it;
+    ``min_rel_delta`` (digest snapshots only) a lower bound of the relative change,
+    | ‖after‖ − ‖before‖ | / ‖before‖.
 
     Example::
 
@@ -78,6 +80,7 @@ class WeightChange:
     changed_elements: int | None
     nonfinite: bool
     moved_by: tuple[Mover, ...] = ()
+    min_rel_delta: float | None = None  # digest snapshots: a lower bound of rel_delta
 
     @property
     def size(self) -> int:
@@ -95,6 +98,7 @@ class WeightChange:
         half the cost, paid once per watched weight."""
         change = object.__new__(cls)
         fields.setdefault("moved_by", ())
+        fields.setdefault("min_rel_delta", None)
         change.__dict__.update(fields)
         return change
 
@@ -108,7 +112,7 @@ class WeightChange:
         data["owners"] = list(self.owners)
         data["shape"] = list(self.shape)
         data["moved_by"] = [m.to_dict() for m in self.moved_by]
-        for key in ("max_abs_delta", "rel_delta", "changed_fraction"):
+        for key in ("max_abs_delta", "rel_delta", "changed_fraction", "min_rel_delta"):
             data[key] = json_float(data[key])
         return data
 

@@ -14,17 +14,32 @@ from types import TracebackType
 from typing import Any, overload
 
 from pytest_kerasfreeze import context
+from pytest_kerasfreeze.arguments import as_selectors, check_tolerances
+from pytest_kerasfreeze.attribution import Window
+from pytest_kerasfreeze.captures import Mode
 from pytest_kerasfreeze.messages import errors
 from pytest_kerasfreeze.results import Expect
 from pytest_kerasfreeze.snapshots import Snapshot, take
-from pytest_kerasfreeze.weightdiff import WeightDiff, as_selectors, check_tolerances
+from pytest_kerasfreeze.weightdiff import WeightDiff
 
 
-def snapshot(model: Any, *layers: Any, exclude: Any = ()) -> Snapshot:
+def _taking(model: Any, layers: Sequence[Any], exclude: Any, mode: Mode | None) -> Snapshot:
+    """A snapshot with the test's context and its default mode (``kerasfreeze_mode``)."""
+    ctx = context.current()
+    chosen: Mode = mode or (ctx.mode if ctx is not None else "auto")
+    above = ctx.digest_above if ctx is not None else None
+    return take(model, layers, exclude, observations=ctx, mode=chosen, digest_above=above)
+
+
+def snapshot(model: Any, *layers: Any, exclude: Any = (), mode: Mode | None = None) -> Snapshot:
     """Keep the current values of the selected weights (all of ``model`` if none).
 
     ``layers`` are layer names, ``a/b`` paths, weight paths, globs, or Layer/variable
-    objects of ``model``; ``exclude`` takes the same. Only the selection is kept.
+    objects of ``model``; ``exclude`` takes the same. Only the selection is kept:
+    ``mode="copy"`` its values, ``"digest"`` a hash and a norm per weight (O(1) memory,
+    no host copy), ``"auto"`` (the default, or ini ``kerasfreeze_mode``) copies unless
+    the watched bytes exceed ``kerasfreeze_digest_above`` (a quarter of the memory
+    available by default).
 
     Example::
 
@@ -32,7 +47,7 @@ def snapshot(model: Any, *layers: Any, exclude: Any = ()) -> Snapshot:
         train(model)
         assert not diff(before, before.retake()).moved()
     """
-    return take(model, layers, exclude, observations=context.current())
+    return _taking(model, layers, exclude, mode)
 
 
 class Watch:
@@ -55,16 +70,20 @@ class Watch:
         exclude: Any = (),
         atol: float = 0.0,
         rtol: float = 0.0,
+        mode: Mode | None = None,
     ) -> None:
         self.model = model
         self.layers = tuple(layers)
         self.exclude = as_selectors(exclude)
         self.atol, self.rtol = check_tolerances(atol, rtol)
         # Resolve the selectors now, so a typo fails before any training.
-        self._before = take(model, self.layers, self.exclude, observations=context.current())
+        self._before = _taking(model, self.layers, self.exclude, mode)
+        if self._before.mode == "digest" and (self.atol or self.rtol):
+            raise ValueError(errors.digest_has_no_values(str(model.name)))
         self._open = WeightDiff(self._before, atol=self.atol, rtol=self.rtol)
         self.diff: WeightDiff | None = self._open
         self._mark = 0
+        self._window: Window | None = None
 
     def _start(self) -> None:
         # Snapshot again on entry: code between creating the watch and `with` must not count.
@@ -72,6 +91,22 @@ class Watch:
         self._open = WeightDiff(self._before, atol=self.atol, rtol=self.rtol)
         ctx = context.current()
         self._mark = ctx.mark() if ctx is not None else 0
+        # who moves what meanwhile (optimizers, forward passes, callbacks): in a test only
+        self._window = ctx.attribution.open([self.model]) if ctx is not None else None
+
+    def _finish(self) -> None:
+        """Fill the diff and say who moved each weight."""
+        self._open._fill(self._before.retake())
+        if self._window is not None:
+            changes = self._open.changes
+            moved = {id(v): c.moved for v, c in zip(self._before.variables, changes, strict=True)}
+            self._open._attribute(self._window.close(moved))
+            self._window = None
+
+    def _abandon(self) -> None:
+        if self._window is not None:
+            self._window.close({})
+            self._window = None
 
     def __enter__(self) -> Any:
         self._start()
@@ -85,12 +120,13 @@ class Watch:
         tb: TracebackType | None,
     ) -> None:
         if exc_type is None:
-            self._open._fill(self._before.retake())
+            self._finish()
             return
         # The block raised: still fill the diff for post-mortems, but never let a
         # problem here hide the user's exception.
         with contextlib.suppress(Exception):
-            self._open._fill(self._before.retake())
+            self._finish()
+        self._abandon()
 
 
 class FreezeCheck(Watch):
@@ -116,15 +152,18 @@ class FreezeCheck(Watch):
         *,
         exclude: Any = (),
         allow: Any = (),
+        by: Any = None,
         atol: float = 0.0,
         rtol: float = 0.0,
+        mode: Mode | None = None,
     ) -> None:
+        self.by = by
         if expect == "trains_only":  # the other half is "nothing else moves": watch it all
-            super().__init__(model, (), atol=atol, rtol=rtol)
+            super().__init__(model, (), atol=atol, rtol=rtol, mode=mode)
             self._before._index.select(layers, as_selectors(exclude))  # typos fail now
             self.layers, self.exclude = tuple(layers), as_selectors(exclude)
         else:
-            super().__init__(model, layers, exclude=exclude, atol=atol, rtol=rtol)
+            super().__init__(model, layers, exclude=exclude, atol=atol, rtol=rtol, mode=mode)
         self.diff = None  # the judged diff, once a block passed
         self.expect = expect
         self.allow = as_selectors(allow)
@@ -153,8 +192,9 @@ class FreezeCheck(Watch):
     ) -> None:
         __tracebackhide__ = True
         if exc_type is not None:
+            self._abandon()
             return None  # the user's exception goes on untouched
-        self._open._fill(self._before.retake())
+        self._finish()
         self.diff = self._judge(self._open)
         return None
 
@@ -164,15 +204,19 @@ class FreezeCheck(Watch):
         # what the diagnosis found on the training calls made on this model meanwhile
         found = ctx.findings_for(self.model, self._mark) if ctx is not None else []
         return filled._check(self.expect, self.layers, exclude=self.exclude, allow=self.allow,
-                             atol=self.atol, rtol=self.rtol, source="helper",
+                             by=self.by, atol=self.atol, rtol=self.rtol, source="helper",
                              label=f"assert_{self.expect}", findings=found)  # fmt: skip
 
     def run_fit(self, x: Any, y: Any, fit_kwargs: dict[str, Any]) -> WeightDiff:
         """Snapshot, ``model.fit(x, y, verbose=0, **fit_kwargs)``, snapshot, judge."""
         __tracebackhide__ = True
         self._start()
-        self.model.fit(x, y, **{"verbose": 0, **fit_kwargs})
-        self._open._fill(self._before.retake())
+        try:
+            self.model.fit(x, y, **{"verbose": 0, **fit_kwargs})
+        except BaseException:
+            self._abandon()
+            raise
+        self._finish()
         judged = self.diff = self._judge(self._open)
         return judged
 
@@ -196,8 +240,10 @@ def assert_frozen(
     x: None = None,
     y: None = None,
     exclude: Any = (),
+    by: Any = None,
     atol: float = 0.0,
     rtol: float = 0.0,
+    mode: Mode | None = None,
 ) -> FreezeCheck: ...
 @overload
 def assert_frozen(
@@ -206,13 +252,18 @@ def assert_frozen(
     x: Any,
     y: Any = None,
     exclude: Any = (),
+    by: Any = None,
     atol: float = 0.0,
     rtol: float = 0.0,
+    mode: Mode | None = None,
     **fit_kwargs: Any,
 ) -> WeightDiff: ...
 def assert_frozen(model: Any, *layers: Any, x: Any = None, y: Any = None, exclude: Any = (),
-                  atol: float = 0.0, rtol: float = 0.0, **fit_kwargs: Any) -> Any:  # fmt: skip
-    """Check that no selected weight (none of the model's if no selector) moves.
+                  by: Any = None, atol: float = 0.0, rtol: float = 0.0,
+                  mode: Mode | None = None, **fit_kwargs: Any) -> Any:  # fmt: skip
+    """Check that no selected weight (none of the model's if no selector) moves — or,
+    with ``by`` (an optimizer, or the name of the model attribute holding it, like
+    ``"g_optimizer"``), that this optimizer updates none of them, whatever else does.
 
     Without ``x``, returns a context manager that snapshots on entry and raises
     :class:`FreezeAssertionError` on a normal exit if a selected weight moved. With
@@ -225,9 +276,13 @@ def assert_frozen(model: Any, *layers: Any, x: Any = None, y: Any = None, exclud
             model.fit(x, y, epochs=1)
 
         diff = assert_frozen(model, exclude="head", x=x, y=y, epochs=2)
+
+        with assert_frozen(gan, "discriminator", by="g_optimizer"):
+            gan.fit(images)   # the discriminator trains, but never by the generator's
     """
     __tracebackhide__ = True
-    return _check("frozen", model, layers, x, y, fit_kwargs, exclude=exclude, atol=atol, rtol=rtol)
+    return _check("frozen", model, layers, x, y, fit_kwargs, exclude=exclude, by=by,
+                  atol=atol, rtol=rtol, mode=mode)  # fmt: skip
 
 
 @overload
@@ -239,6 +294,7 @@ def assert_trains(
     exclude: Any = (),
     atol: float = 0.0,
     rtol: float = 0.0,
+    mode: Mode | None = None,
 ) -> FreezeCheck: ...
 @overload
 def assert_trains(
@@ -249,10 +305,12 @@ def assert_trains(
     exclude: Any = (),
     atol: float = 0.0,
     rtol: float = 0.0,
+    mode: Mode | None = None,
     **fit_kwargs: Any,
 ) -> WeightDiff: ...
 def assert_trains(model: Any, *layers: Any, x: Any = None, y: Any = None, exclude: Any = (),
-                  atol: float = 0.0, rtol: float = 0.0, **fit_kwargs: Any) -> Any:  # fmt: skip
+                  atol: float = 0.0, rtol: float = 0.0, mode: Mode | None = None,
+                  **fit_kwargs: Any) -> Any:  # fmt: skip
     """Check that every declared-trainable weight of the selection (of the model if
     none) moves.
 
@@ -267,7 +325,8 @@ def assert_trains(model: Any, *layers: Any, x: Any = None, y: Any = None, exclud
             model.fit(x, y)
     """
     __tracebackhide__ = True
-    return _check("trains", model, layers, x, y, fit_kwargs, exclude=exclude, atol=atol, rtol=rtol)
+    return _check("trains", model, layers, x, y, fit_kwargs, exclude=exclude, atol=atol,
+                  rtol=rtol, mode=mode)  # fmt: skip
 
 
 @overload
@@ -280,6 +339,7 @@ def assert_trains_only(
     exclude: Any = (),
     atol: float = 0.0,
     rtol: float = 0.0,
+    mode: Mode | None = None,
 ) -> FreezeCheck: ...
 @overload
 def assert_trains_only(
@@ -291,11 +351,12 @@ def assert_trains_only(
     exclude: Any = (),
     atol: float = 0.0,
     rtol: float = 0.0,
+    mode: Mode | None = None,
     **fit_kwargs: Any,
 ) -> WeightDiff: ...
 def assert_trains_only(model: Any, *layers: Any, allow: Any = (), x: Any = None, y: Any = None,
                        exclude: Any = (), atol: float = 0.0, rtol: float = 0.0,
-                       **fit_kwargs: Any) -> Any:  # fmt: skip
+                       mode: Mode | None = None, **fit_kwargs: Any) -> Any:  # fmt: skip
     """The fine-tuning invariant in one check: every declared-trainable weight of the
     selection moves, **and no other weight of the model moves**.
 
@@ -311,4 +372,4 @@ def assert_trains_only(model: Any, *layers: Any, allow: Any = (), x: Any = None,
     """
     __tracebackhide__ = True
     return _check("trains_only", model, layers, x, y, fit_kwargs, exclude=exclude, allow=allow,
-                  atol=atol, rtol=rtol)  # fmt: skip
+                  atol=atol, rtol=rtol, mode=mode)  # fmt: skip

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_kerasfreeze.attribution import AttributionLog
+from pytest_kerasfreeze.captures import Mode
 from pytest_kerasfreeze.findings import Finding
 from pytest_kerasfreeze.provenance import Provenance
 from pytest_kerasfreeze.results import CallRecord, CheckResult, TestResults
@@ -38,6 +40,11 @@ class TestContext:
     def __init__(self) -> None:
         self.results = TestResults()
         self.provenance = Provenance()
+        self.attribution = AttributionLog()
+        # how snapshots are taken when a check does not say (ini kerasfreeze_mode and
+        # kerasfreeze_digest_above; None: a quarter of the memory available)
+        self.mode: Mode = "auto"
+        self.digest_above: int | None = None
         # (id of the model, finding) in the order found, for the checks that follow
         self._diagnosed: list[tuple[int, Finding]] = []
 

@@ -26,6 +26,7 @@ from pytest_kerasfreeze.findings import (
     REALITY,
     REPLICAS,
     SHARED,
+    TWO_OPTIMIZERS,
     Finding,
 )
 from pytest_kerasfreeze.flavors import has_train_function, runtime_label, runtime_of
@@ -298,3 +299,22 @@ def replica_findings(
     summary, explanation, fix = explain.replica_drift(model, paths, max(s for _, s in drifted))
     layers = unique((_layer_of(p, model) for p in paths), key=str)
     return [Finding(REPLICAS, model, summary, explanation, fix, layers)]
+
+
+def two_optimizer_findings(model: str, changes: Sequence[WeightChange]) -> list[Finding]:
+    """Weights updated by two different optimizers in one watched interval: the GAN
+    whose generator step applies its optimizer to ``self.trainable_weights``, which
+    holds the discriminator too."""
+    grouped: dict[tuple[tuple[str, str], ...], list[str]] = {}
+    for change in changes:
+        optimizers = unique(
+            ((m.name, m.location) for m in change.moved_by if m.kind == "optimizer"), key=str
+        )
+        if len({name for name, _ in optimizers}) > 1:
+            grouped.setdefault(tuple(optimizers), []).append(change.path)
+    findings = []
+    for pairs, paths in grouped.items():
+        summary, explanation, fix = explain.two_optimizers(model, paths, pairs)
+        layers = unique((_layer_of(p, model) for p in paths), key=str)
+        findings.append(Finding(TWO_OPTIMIZERS, model, summary, explanation, fix, layers))
+    return findings

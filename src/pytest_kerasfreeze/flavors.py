@@ -118,6 +118,17 @@ class Flavor:
         """The backend object holding the variable's value."""
         return variable
 
+    def nbytes(self, variable: Any) -> int:
+        """Bytes of the variable's value, from its shape and dtype (nothing is read)."""
+        dtype = variable.dtype
+        size = getattr(dtype, "size", None)  # a TensorFlow DType
+        if not isinstance(size, int):
+            size = _ITEMSIZE.get(str(dtype).split(".")[-1], 4)
+        count = 1
+        for n in variable.shape:
+            count *= int(n)
+        return count * size
+
     def is_built(self, layer: Any) -> bool:
         return bool(getattr(layer, "built", False))
 
@@ -169,6 +180,9 @@ class Keras3(Flavor):
 
 
 _MISSING = object()
+_ITEMSIZE = {"float64": 8, "int64": 8, "uint64": 8, "complex64": 8, "complex128": 16,
+             "float32": 4, "int32": 4, "uint32": 4, "float16": 2, "bfloat16": 2,
+             "int16": 2, "uint16": 2, "int8": 1, "uint8": 1, "bool": 1}  # fmt: skip
 
 
 def _keras3_layer_class(obj: Any) -> type:

@@ -13,12 +13,15 @@ their ``tf_keras`` twins — and put back, the very same objects, by
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from pytest_kerasfreeze.flavors import keras_modules
+from pytest_kerasfreeze.tracing import tf_resource_variable
 
 TRAINING_METHODS = ("fit", "train_on_batch")
+_TF_ASSIGNS = ("assign", "assign_add", "assign_sub")
 _ORIGINAL = "__kerasfreeze_original__"
 
 
@@ -35,6 +38,17 @@ class Observer(Protocol):
         self, variable: Any, value: Any, call: Callable[[], Any]
     ) -> Any: ...
 
+    def around_optimizer_step(
+        self,
+        optimizer: Any,
+        grads: Any,
+        variables: Any,
+        run: Callable[[Any, Any], Any],
+        frame: Any,
+    ) -> Any: ...
+
+    def after_assign(self, variable: Any, value: Any, frame: Any) -> None: ...
+
 
 def _owner(cls: type, name: str) -> type | None:
     return next((c for c in cls.__mro__ if name in c.__dict__), None)
@@ -46,6 +60,8 @@ class Interception:
     def __init__(self, observer: Observer) -> None:
         self.observer = observer
         self._undo: list[tuple[type, str, Any]] = []
+        # why Keras could not be imported for a test that asked for checks, if it could not
+        self.import_error: ImportError | None = None
 
     @property
     def observing(self) -> bool:
@@ -59,26 +75,37 @@ class Interception:
         """What is patched: ``(class, attribute, wrapper factory)``."""
         targets: list[tuple[type, str, Callable[[Any, str], Any]]] = []
         for module in keras_modules(import_missing):
-            for name in TRAINING_METHODS:
-                targets.append((module.Model, name, self._training_wrapper))
-            targets.append((module.Model, "compile", self._method_wrapper("around_compile")))
-            targets.append(
-                (module.layers.Layer, "trainable", self._flag_wrapper("around_trainable"))
-            )
-            targets.append(
-                (module.layers.Layer, "add_weight", self._method_wrapper("around_add_weight"))
-            )
+            model, layer = module.Model, module.layers.Layer
+            targets += [(model, name, self._training_wrapper) for name in TRAINING_METHODS]
+            targets.append((model, "compile", self._method_wrapper("around_compile")))
+            targets.append((layer, "trainable", self._flag_wrapper("around_trainable")))
+            targets.append((layer, "add_weight", self._method_wrapper("around_add_weight")))
             variable = getattr(module, "Variable", None)
-            if module.__name__ == "keras" and isinstance(variable, type):  # Keras 3 only
-                targets.append(
-                    (variable, "trainable", self._flag_wrapper("around_variable_trainable"))
-                )
+            if module.__name__ == "keras" and isinstance(variable, type):  # Keras 3
+                flag = self._flag_wrapper("around_variable_trainable")
+                targets.append((variable, "trainable", flag))
+                targets.append((variable, "assign", self._assign_wrapper))
+                targets.append((module.optimizers.Optimizer, "apply", self._apply_wrapper))
+            elif module.__name__ == "tf_keras":
+                optimizers = module.optimizers
+                targets.append((optimizers.Optimizer, "apply_gradients", self._gradients_wrapper))
+                legacy = getattr(getattr(optimizers, "legacy", None), "Optimizer", None)
+                if isinstance(legacy, type):
+                    targets.append((legacy, "apply_gradients", self._gradients_wrapper))
+                resource = tf_resource_variable()
+                if resource is not None:  # tf_keras weights: BatchNorm statistics, callbacks
+                    targets += [(resource, n, self._assign_wrapper) for n in _TF_ASSIGNS]
         return targets
 
     def install(self, import_missing: bool = True) -> None:
         if self._undo:
             return
-        for cls, name, make in self._targets(import_missing):
+        try:
+            targets = self._targets(import_missing)
+        except ImportError as err:  # Keras, or its backend, is not installed here
+            self.import_error = err
+            targets = self._targets(import_missing=False)
+        for cls, name, make in targets:
             self._patch(cls, name, make)
 
     def suspend_enclosing(self) -> None:
@@ -151,6 +178,52 @@ class Interception:
             return observed
 
         return make
+
+    # -- attribution: optimizer steps and weight assignments -------------------------
+    def _apply_wrapper(self, original: Any, name: str) -> Any:
+        """Keras 3 ``Optimizer.apply(grads, trainable_variables=None)``."""
+        observer = self.observer
+
+        @functools.wraps(original)
+        def apply(optimizer: Any, grads: Any, trainable_variables: Any = None) -> Any:
+            __tracebackhide__ = True
+            return observer.around_optimizer_step(
+                optimizer, grads, trainable_variables,
+                lambda g, v: original(optimizer, g, v), sys._getframe(1),
+            )  # fmt: skip
+
+        setattr(apply, _ORIGINAL, original)
+        return apply
+
+    def _gradients_wrapper(self, original: Any, name: str) -> Any:
+        """tf_keras ``Optimizer.apply_gradients(grads_and_vars, ...)``."""
+        observer = self.observer
+
+        @functools.wraps(original)
+        def apply_gradients(optimizer: Any, grads_and_vars: Any, *args: Any, **kwargs: Any) -> Any:
+            __tracebackhide__ = True
+            pairs = list(grads_and_vars)  # a zip is consumed once: pass the list on
+            return observer.around_optimizer_step(
+                optimizer, [g for g, _ in pairs], [v for _, v in pairs],
+                lambda g, v: original(optimizer, list(zip(g, v, strict=True)), *args, **kwargs),
+                sys._getframe(1),
+            )  # fmt: skip
+
+        setattr(apply_gradients, _ORIGINAL, original)
+        return apply_gradients
+
+    def _assign_wrapper(self, original: Any, name: str) -> Any:
+        """``variable.assign(value, ...)`` (and assign_add/assign_sub on TensorFlow)."""
+        observer = self.observer
+
+        @functools.wraps(original)
+        def assign(variable: Any, value: Any, *args: Any, **kwargs: Any) -> Any:
+            result = original(variable, value, *args, **kwargs)
+            observer.after_assign(variable, value, sys._getframe(1))
+            return result
+
+        setattr(assign, _ORIGINAL, original)
+        return assign
 
 
 class _Observed(property):

@@ -15,13 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_kerasfreeze.arguments import as_selectors, check_tolerances
 from pytest_kerasfreeze.flavors import flavor_of
 from pytest_kerasfreeze.messages import errors, selector_text
 from pytest_kerasfreeze.results import Expect
-from pytest_kerasfreeze.weightdiff import as_selectors, check_tolerances
 
 _KEYWORDS = {
-    "frozen": ("exclude", "atol", "rtol"),
+    "frozen": ("exclude", "by", "atol", "rtol"),
     "trains": ("exclude", "atol", "rtol"),
     "trains_only": ("allow", "exclude", "atol", "rtol"),
 }
@@ -41,6 +41,7 @@ class MarkerSpec:
     rtol: float = 0.0
     exclude: tuple[Any, ...] = ()
     allow: tuple[Any, ...] = ()
+    by: Any = None  # frozen: the optimizer that must not update the selection
     matched: set[int] = field(default_factory=set)  # indexes into ``layers``
     checks: int = 0
 
@@ -50,6 +51,8 @@ class MarkerSpec:
             f", {k}={selector_text(v) if len(v) == 1 else '(' + selector_text(v) + ')'}"
             for k, v in (("allow", self.allow), ("exclude", self.exclude)) if v
         )  # fmt: skip
+        if self.by is not None:
+            extra += f", by={self.by if isinstance(self.by, str) else type(self.by).__name__!r}"
         extra += "".join(f", {k}={v:g}" for k, v in (("atol", self.atol), ("rtol", self.rtol)) if v)
         return f"@pytest.mark.{self.kind}({selector_text(self.layers)}{extra})"
 
@@ -80,4 +83,7 @@ def parse_marker(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Ma
         atol, rtol = check_tolerances(kwargs.get("atol", 0.0), kwargs.get("rtol", 0.0))
     except (TypeError, ValueError) as err:
         raise MarkerUsageError(f"@pytest.mark.{name}: {err}") from None
-    return MarkerSpec(name, tuple(args), atol, rtol, exclude, allow)  # type: ignore[arg-type]
+    by = kwargs.get("by")
+    if by is not None and not isinstance(by, str) and not hasattr(by, "apply_gradients"):
+        raise MarkerUsageError(errors.marker_bad_by(name, by))
+    return MarkerSpec(name, tuple(args), atol, rtol, exclude, allow, by)  # type: ignore[arg-type]

@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pytest_kerasfreeze import context
-from pytest_kerasfreeze.captures import Capture
+from pytest_kerasfreeze import context, tracing
+from pytest_kerasfreeze.captures import Capture, resolve_mode
 from pytest_kerasfreeze.context import TestContext
 from pytest_kerasfreeze.diagnosis import detect_trap, shared_findings
 from pytest_kerasfreeze.exceptions import CompileOrderWarning, FreezeAssertionError
@@ -146,6 +146,38 @@ class TestObserver:
     def around_variable_trainable(self, variable: Any, value: Any, call: Callable[[], Any]) -> Any:
         self.context.provenance.assign_variable(variable, value, call)
 
+    def around_optimizer_step(
+        self,
+        optimizer: Any,
+        grads: Any,
+        variables: Any,
+        run: Callable[[Any, Any], Any],
+        frame: Any,
+    ) -> Any:
+        __tracebackhide__ = True
+        log = self.context.attribution
+        if not log.listening or log.in_optimizer():
+            return run(grads, variables)
+        grads = list(grads)
+        variables = None if variables is None else list(variables)
+        log.enter_optimizer()
+        try:
+            result = run(grads, variables)
+        finally:
+            log.leave_optimizer()
+        targets = variables if variables is not None else tracing.optimizer_variables(optimizer)
+        updated = [id(v) for g, v in zip(grads, targets, strict=False) if g is not None]
+        log.applied(optimizer, updated, tracing.optimizer_site(frame), tracing.under_trace(grads))
+        return result
+
+    def after_assign(self, variable: Any, value: Any, frame: Any) -> None:
+        log = self.context.attribution
+        if not log.listening or log.in_optimizer():
+            return
+        found = tracing.classify_assign(frame)
+        if found is not None:
+            log.assigned(id(variable), *found, tracing.under_trace([value]))
+
     def around_add_weight(self, layer: Any, call: Callable[[], Any]) -> Any:
         __tracebackhide__ = True
         built = bool(getattr(layer, "built", False))
@@ -196,6 +228,7 @@ class TestObserver:
             self._report_trap(model, trap, frame)
         building = not has_train_function(model)
         before = None
+        window = None
         if plans or tracker is not None:
             whole = tracker is not None or any(s.kind == "trains_only" for s, _ in plans)
             variables = (
@@ -203,10 +236,15 @@ class TestObserver:
                 if whole
                 else index.select([s for _, selected in plans for s in selected])
             )
-            before = Capture(index, variables, observations=self.context)
+            watched = sum(flavor.nbytes(v) for v in variables)
+            mode = resolve_mode(self.context.mode, watched, self.context.digest_above)
+            before = Capture(index, variables, observations=self.context, mode=mode)
+            window = self.context.attribution.open([model])
         try:
             result = self._run(model, call)
         except Exception as err:
+            if window is not None:
+                window.close({})
             if trap is not None:  # Keras raised over the trap (JAX, PyTorch): explain it
                 _add_note(err, f"pytest-kerasfreeze: {trap}")
             raise
@@ -214,11 +252,13 @@ class TestObserver:
             if building and has_train_function(model):
                 provenance.build_started(model, state_now)
         found = merge([trap] if trap else [], shared_findings(index, provenance))
-        if before is None:
+        if before is None or window is None:
             for finding in found:
                 self.context.add_finding(model, finding)
             return result
         diff = WeightDiff(before, before.retake())
+        moved = {id(v): c.moved for v, c in zip(before.variables, diff.changes, strict=True)}
+        diff._attribute(window.close(moved))
         try:
             found = merge(found, diff._diagnose())
             for finding in found:
@@ -270,8 +310,8 @@ class TestObserver:
             spec.checks += 1
             try:
                 diff._check(spec.kind, selected, exclude=spec.exclude, allow=spec.allow,
-                            atol=spec.atol, rtol=spec.rtol, source="marker", label=spec.label,
-                            call=where, findings=found)  # fmt: skip
+                            by=spec.by, atol=spec.atol, rtol=spec.rtol, source="marker",
+                            label=spec.label, call=where, findings=found)  # fmt: skip
             except FreezeAssertionError as err:
                 failures.append(err)
         if failures:
@@ -307,9 +347,12 @@ class TestObserver:
     def _run(self, model: Any, call: Callable[[], Any]) -> Any:
         __tracebackhide__ = True
         self._in_call.add(id(model))
+        attribution = self.context.attribution
+        attribution.call_started(model)  # a trace made now is remembered for later calls
         try:
             return call()
         finally:
+            attribution.call_ended(model)
             self._in_call.discard(id(model))
 
     def _plans(self, index: ModelIndex) -> list[tuple[MarkerSpec, list[Any]]]:
@@ -340,6 +383,8 @@ class TestObserver:
                 self._did_you_mean(spec),
                 [m.describe() for m in self.trained],
             )
+            if self.interception.import_error is not None:
+                message = errors.keras_not_importable(self.interception.import_error) + message
             failures.append(message)
             self.context.add_check(
                 CheckResult(

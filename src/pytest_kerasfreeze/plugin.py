@@ -7,17 +7,16 @@ asks for a check (a marker, the ``weight_tracker`` fixture) starts.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Generator, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_kerasfreeze import reporting
 from pytest_kerasfreeze.exceptions import KerasFreezeWarning
 from pytest_kerasfreeze.messages import errors
-from pytest_kerasfreeze.terminal import REPORT_ATTR, SessionResults
+from pytest_kerasfreeze.terminal import REPORT_ATTR
 
 if TYPE_CHECKING:
     from pytest_kerasfreeze.observer import TestObserver
@@ -30,8 +29,11 @@ OBSERVER_KEY = pytest.StashKey["TestObserver"]()
 # the observer of the test running now (a fixture's teardown may run during another test)
 CURRENT_KEY = pytest.StashKey["list[TestObserver]"]()
 MARKER_ERROR_KEY = pytest.StashKey[str]()
+# how many of the test's checks went into the reports of its earlier phases (pytest-html)
+CHECKS_SEEN_KEY = pytest.StashKey[int]()
 
 TRAP_CHOICES = ("warn", "error", "ignore")
+MODE_CHOICES = ("copy", "digest", "auto")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -61,7 +63,41 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "kerasfreeze_report", "default for --kerasfreeze-report", type="bool", default=False
     )
+    group.addoption(
+        "--kerasfreeze-plot",
+        dest="kerasfreeze_plot",
+        metavar="DIR",
+        default=None,
+        help="write a PNG picture of every failing check to DIR (created), named after "
+        "the test: <node id>-<check number>.png (needs matplotlib)",
+    )
+    group.addoption(
+        "--kerasfreeze-plot-all",
+        dest="kerasfreeze_plot_all",
+        action="store_true",
+        default=None,
+        help="with --kerasfreeze-plot: a picture of every check, not only the failing ones",
+    )
+    group.addoption(
+        "--kerasfreeze-mode",
+        dest="kerasfreeze_mode",
+        choices=MODE_CHOICES,
+        default=None,
+        help="how snapshots keep the weights: copy, digest (a hash and a norm per weight) or "
+        "auto (default: copy unless kerasfreeze_digest_above is exceeded)",
+    )
+    parser.addini("kerasfreeze_mode", "default for --kerasfreeze-mode", default="auto")
+    parser.addini(
+        "kerasfreeze_digest_above",
+        "mode=auto takes digests above this many watched bytes (default: a quarter of the "
+        "memory available when the snapshot is taken)",
+        default="",
+    )
     parser.addini("kerasfreeze_json", "default for --kerasfreeze-json", default="")
+    parser.addini("kerasfreeze_plot", "default for --kerasfreeze-plot", default="")
+    parser.addini(
+        "kerasfreeze_plot_all", "default for --kerasfreeze-plot-all", type="bool", default=False
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,26 +108,28 @@ def pytest_configure(config: pytest.Config) -> None:
     trap = config.getoption("kerasfreeze_trap") or config.getini("kerasfreeze_trap")
     if trap not in TRAP_CHOICES:
         raise pytest.UsageError(errors.bad_trap_option(trap, TRAP_CHOICES))
-    json_path = SessionHooks.json_path_of(config)
+    _snapshot_options(config)
+    json_path = reporting.SessionHooks.json_path_of(config)
     if json_path is not None and not hasattr(config, "workerinput"):
-        problem = _unwritable(json_path)
+        problem = reporting.unwritable(json_path)
         if problem:
             raise pytest.UsageError(errors.json_unwritable(json_path, problem))
-    config.pluginmanager.register(SessionHooks(config), "kerasfreeze-session")
+    reporting.check_plot_options(config)
+    config.pluginmanager.register(reporting.SessionHooks(config), "kerasfreeze-session")
 
 
-def _unwritable(path: Path) -> str | None:
-    """Why a report could not be written to ``path``, as far as can be told now."""
-    if path.is_dir():
-        return "it is a directory"
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                return f"{parent} is a file, not a directory"
-            if not os.access(parent, os.W_OK):
-                return f"{parent} is not writable"
-            return None
-    return None
+def _snapshot_options(config: pytest.Config) -> tuple[str, int | None]:
+    """``kerasfreeze_mode`` and ``kerasfreeze_digest_above`` (validated)."""
+    mode = config.getoption("kerasfreeze_mode") or config.getini("kerasfreeze_mode")
+    if mode not in MODE_CHOICES:
+        raise pytest.UsageError(errors.bad_mode(mode, MODE_CHOICES))
+    above = str(config.getini("kerasfreeze_digest_above")).strip()
+    if not above:
+        return mode, None
+    try:
+        return mode, int(float(above))
+    except ValueError:
+        raise pytest.UsageError(errors.bad_digest_above(above)) from None
 
 
 def _marks(item: pytest.Item) -> list[Any]:
@@ -114,6 +152,7 @@ def pytest_runtest_protocol(
     except MarkerUsageError as err:
         item.stash[MARKER_ERROR_KEY] = str(err)
         observer = TestObserver(trap=trap)
+    observer.context.mode, observer.context.digest_above = _snapshot_options(config)  # type: ignore[assignment]
     item.stash[OBSERVER_KEY] = observer
     running = config.stash.setdefault(CURRENT_KEY, [])
     running.append(observer)
@@ -210,61 +249,31 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, Any]:
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, Any, Any]:
-    report = yield
     observer = item.stash.get(OBSERVER_KEY, None)
-    if call.when == "teardown" and observer is not None and observer.context.results:
-        setattr(report, REPORT_ATTR, observer.context.results.to_json())
+    checks = observer.context.results.checks if observer is not None else []
+    if call.when == "teardown" and checks:
+        # the JUnit XML reads them from the teardown report, which copies them now
+        item.user_properties += [("kerasfreeze", reporting.junit_line(c)) for c in checks]
+    report = yield
+    if observer is None:
+        return report
+    seen = item.stash.get(CHECKS_SEEN_KEY, 0)
+    item.stash[CHECKS_SEEN_KEY] = len(checks)
+    failing = [check for check in checks[seen:] if not check.passed and check.figures]
+    if failing and report.failed and reporting.html_report_on(item.config):
+        reporting.attach_html_extras(item, report, failing)
+    if call.when == "teardown":
+        if observer.context.results:
+            setattr(report, REPORT_ATTR, observer.context.results.to_json())
+        directory = reporting.plot_dir_of(item.config)
+        if directory is not None and checks:
+            reporting.write_pictures(item, directory, checks, every=reporting.plot_all(item.config))
+        # nothing of the test outlives it
+        if reporting.PNG_KEY in item.stash:
+            del item.stash[reporting.PNG_KEY]
+        if CHECKS_SEEN_KEY in item.stash:
+            del item.stash[CHECKS_SEEN_KEY]
     return report
-
-
-class SessionHooks:
-    """The session-wide half: collects every test's results, writes the reports.
-
-    Registered per config, so it runs in the process that shows the results — the
-    controller under pytest-xdist, which receives the workers' reports.
-    """
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self.results = SessionResults()
-
-    @staticmethod
-    def json_path_of(config: pytest.Config) -> Path | None:
-        value = config.getoption("kerasfreeze_json") or config.getini("kerasfreeze_json")
-        return Path(config.invocation_params.dir, value) if value else None
-
-    def json_path(self) -> Path | None:
-        return self.json_path_of(self.config)
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.results.add(report)
-
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        path = self.json_path()
-        self.json_error = None
-        if path is not None and not hasattr(self.config, "workerinput"):
-            try:
-                self.results.write_json(path)
-            except OSError as err:  # e.g. the directory went away during the run
-                self.json_error = errors.json_write_failed(path, err)
-                if session.exitstatus == pytest.ExitCode.OK:
-                    session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
-
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        wanted = self.config.getoption("kerasfreeze_report") or self.config.getini(
-            "kerasfreeze_report"
-        )
-        lines = self.results.summary_lines() if wanted else []
-        if lines:
-            terminalreporter.section("kerasfreeze")
-            for line in lines:
-                terminalreporter.line(line)
-        path = self.json_path()
-        json_error = getattr(self, "json_error", None)
-        if json_error:
-            terminalreporter.line(json_error, red=True)
-        elif path is not None:
-            terminalreporter.line(f"kerasfreeze: JSON report written to {path}")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pytest_kerasfreeze.changes import WeightChange
 from pytest_kerasfreeze.findings import Finding
 
 SCHEMA_VERSION = 2  # of each test's entry in the JSON file ("schema")
@@ -23,6 +24,29 @@ Expect = Literal["frozen", "trains", "trains_only"]
 def counts_json(by_submodel: dict[str, tuple[int, int]]) -> dict[str, dict[str, int]]:
     """``{path: (moved, total)}`` in its one JSON shape: ``{path: {"moved", "total"}}``."""
     return {path: {"moved": m, "total": t} for path, (m, t) in by_submodel.items()}
+
+
+@dataclass(frozen=True)
+class DiffFigures:
+    """The figures of a judged diff — never its values: what pictures and HTML reports
+    of a check are drawn from, kept until the test ends."""
+
+    model: str
+    changes: tuple[WeightChange, ...]
+    by_submodel: dict[str, tuple[int, int]]
+    findings: tuple[Finding, ...] = ()
+
+    def to_json(self, atol: float = 0.0, rtol: float = 0.0) -> dict[str, Any]:
+        """``WeightDiff.to_dict()``: every weight and every sub-model's counts."""
+        return {
+            "model": self.model,
+            "atol": atol,
+            "rtol": rtol,
+            "moved": sum(c.moved for c in self.changes),
+            "total": len(self.changes),
+            "weights": [c.to_dict() for c in self.changes],
+            "by_submodel": counts_json(self.by_submodel),
+        }
 
 
 @dataclass
@@ -50,6 +74,8 @@ class CheckResult:
     failure: str | None = None
     checked_nothing: bool = False
     movers: dict[str, list[str]] = field(default_factory=dict)  # weight path -> movers
+    # what a picture or an HTML report of the check needs (not in the JSON)
+    figures: DiffFigures | None = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         return {

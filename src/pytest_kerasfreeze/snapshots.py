@@ -13,9 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pytest_kerasfreeze.captures import Capture, Observations, capture
+from pytest_kerasfreeze.arguments import as_selectors
+from pytest_kerasfreeze.captures import Capture, Mode, Observations, capture
 from pytest_kerasfreeze.messages import errors
-from pytest_kerasfreeze.weightdiff import WeightDiff, as_selectors
+from pytest_kerasfreeze.weightdiff import WeightDiff
 
 
 class Snapshot(Capture):
@@ -47,10 +48,13 @@ def take(
     selectors: Sequence[Any] = (),
     exclude: Any = (),
     observations: Observations | None = None,
+    mode: Mode = "auto",
+    digest_above: int | None = None,
 ) -> Snapshot:
     """A :class:`Snapshot` of the selection, carrying ``observations`` (a test's
-    context) when given."""
-    return capture(Snapshot, model, tuple(selectors), as_selectors(exclude), observations)
+    context) when given; ``mode``: ``"copy"``, ``"digest"`` or ``"auto"``."""
+    return capture(Snapshot, model, tuple(selectors), as_selectors(exclude), observations,
+                   mode, digest_above)  # fmt: skip
 
 
 def diff(before: Snapshot, after: Snapshot, *, atol: float = 0.0, rtol: float = 0.0) -> WeightDiff:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pytest_kerasfreeze.captures import Mode
 from pytest_kerasfreeze.checks import Watch, snapshot
 from pytest_kerasfreeze.findings import Finding
 from pytest_kerasfreeze.snapshots import Snapshot
@@ -49,12 +50,20 @@ class WeightTracker:
     def __init__(self) -> None:
         self.records: list[TrainingRecord] = []
 
-    def snapshot(self, model: Any, *layers: Any, exclude: Any = ()) -> Snapshot:
+    def snapshot(
+        self, model: Any, *layers: Any, exclude: Any = (), mode: Mode | None = None
+    ) -> Snapshot:
         """A :class:`Snapshot` of the selected weights (all of ``model`` if none)."""
-        return snapshot(model, *layers, exclude=exclude)
+        return snapshot(model, *layers, exclude=exclude, mode=mode)
 
     def watch(
-        self, model: Any, *layers: Any, exclude: Any = (), atol: float = 0.0, rtol: float = 0.0
+        self,
+        model: Any,
+        *layers: Any,
+        exclude: Any = (),
+        atol: float = 0.0,
+        rtol: float = 0.0,
+        mode: Mode | None = None,
     ) -> Watch:
         """A context manager yielding a :class:`WeightDiff` that is filled when it exits.
 
@@ -68,4 +77,4 @@ class WeightTracker:
                     train_step(model, batch)
             assert d.moved() == []
         """
-        return Watch(model, layers, exclude=exclude, atol=atol, rtol=rtol)
+        return Watch(model, layers, exclude=exclude, atol=atol, rtol=rtol, mode=mode)

@@ -10,51 +10,27 @@ check (for the reports).
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-
-from pytest_kerasfreeze import buffers
-from pytest_kerasfreeze.captures import Capture
+from pytest_kerasfreeze import buffers, plots, verdicts
+from pytest_kerasfreeze.arguments import as_selectors, check_tolerances
+from pytest_kerasfreeze.captures import Capture, digest_stats
 from pytest_kerasfreeze.changes import Mover, WeightChange
 from pytest_kerasfreeze.diagnosis import (
     nonfinite_finding,
     reality_findings,
     replica_findings,
     shared_findings,
+    two_optimizer_findings,
 )
 from pytest_kerasfreeze.exceptions import FreezeAssertionError, LayerNotFoundError
 from pytest_kerasfreeze.findings import NONFINITE, Finding, merge
-from pytest_kerasfreeze.messages import errors, reports, selection_text, selector_text
-from pytest_kerasfreeze.results import CheckResult, CheckSource, Expect
+from pytest_kerasfreeze.messages import errors, html, reports, selection_text, selector_text
+from pytest_kerasfreeze.results import CheckResult, CheckSource, DiffFigures, Expect
+from pytest_kerasfreeze.tracing import optimizer_name
 
 Selectors = Sequence[Any]
-
-
-def as_selectors(value: Any) -> tuple[Any, ...]:
-    """``exclude=``/``allow=`` take one selector or a sequence of them."""
-    if value is None:
-        return ()
-    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple, set, frozenset)):
-        return (value,)
-    return tuple(value)
-
-
-def check_tolerances(atol: Any, rtol: Any) -> tuple[float, float]:
-    """Validate ``atol``/``rtol``: finite, non-negative real numbers (not ``True``, not
-    ``"1e-3"``: numpy's ``allclose`` refuses those too)."""
-    out = []
-    for name, value in (("atol", atol), ("rtol", rtol)):
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.number)):
-            raise TypeError(errors.not_a_real_number(name, value))
-        number = float(value)
-        if not math.isfinite(number) or number < 0:
-            raise ValueError(errors.negative_tolerance(name, value))
-        out.append(number)
-    return out[0], out[1]
 
 
 class WeightDiff:
@@ -82,6 +58,7 @@ class WeightDiff:
         self._after: Capture | None = None
         self._changes: list[WeightChange] = []
         self._movers: dict[int, tuple[Mover, ...]] = {}
+        self._attributed = False  # whether moved_by was filled (a watched interval)
         if after is not None:
             self._fill(after)
 
@@ -108,10 +85,15 @@ class WeightDiff:
         exact = atol == 0.0 and rtol == 0.0
         known = after._stats_since if after._since is before and exact else {}
         out = []
+        digest = before.mode == "digest"
+        if digest and not exact:
+            raise ValueError(errors.digest_has_no_values(before.model.name))
         for i, (var, trainable) in enumerate(zip(before.variables, after.trainable, strict=True)):
             info = index.info[id(var)]
             if i in same:
                 stats = buffers.UNMOVED
+            elif digest:
+                stats = digest_stats(before._captured[i], after._captured[i])
             elif i in known:  # computed while the 'after' capture copied the weight
                 stats = known[i]
             else:
@@ -133,15 +115,17 @@ class WeightDiff:
     def _attribute(self, movers: Mapping[int, tuple[Mover, ...]]) -> None:
         """Say who moved each weight (variable id -> movers), for the weights that moved."""
         self._movers = dict(movers)
+        self._attributed = True
         variables = self._require_before().variables
         self._changes = [
             c.replace(moved_by=movers.get(id(v), ())) if c.moved else c
             for v, c in zip(variables, self._changes, strict=True)
         ]
 
-    def _release_values(self) -> None:
+    def _release_values(self, keep_before: bool = False) -> None:
         """Drop the kept values (the figures stay): what a training record keeps."""
-        self._require_before().release()
+        if not keep_before:
+            self._require_before().release()
         self._filled().release()
 
     # -- reading -------------------------------------------------------------------
@@ -213,10 +197,10 @@ class WeightDiff:
         if (atol, rtol) == (self.atol, self.rtol):
             return self
         after = self._filled()
-        if self._require_before().released or after.released:
+        if self._require_before().released or after.released or after.mode == "digest":
             raise ValueError(errors.values_not_kept(self.model_name, atol, rtol))
         judged = WeightDiff(self._before, after, atol=atol, rtol=rtol)
-        if self._movers:
+        if self._attributed:
             judged._attribute(self._movers)
         return judged
 
@@ -224,7 +208,7 @@ class WeightDiff:
         """How many elements of each of ``changes`` hold NaN or Inf now (only those with
         any); empty when the values were not kept."""
         before, after = self._require_before(), self._filled()
-        if after.released:
+        if after.released or after.mode == "digest":
             return {}
         position = {before._index.info[id(v)].path: i for i, v in enumerate(before.variables)}
         counts = {}
@@ -236,16 +220,24 @@ class WeightDiff:
 
     # -- checks --------------------------------------------------------------------
     def assert_frozen(
-        self, *layers: Any, exclude: Any = (), atol: float = 0.0, rtol: float = 0.0
+        self,
+        *layers: Any,
+        exclude: Any = (),
+        by: Any = None,
+        atol: float = 0.0,
+        rtol: float = 0.0,
     ) -> WeightDiff:
-        """Raise :class:`FreezeAssertionError` if a selected weight (any if none) moved.
+        """Raise :class:`FreezeAssertionError` if a selected weight (any if none) moved —
+        or, with ``by`` (an optimizer, or the name of the model attribute holding it),
+        if that optimizer updated one, whatever else moved them.
 
         Example::
 
             d.assert_frozen("base", exclude="base/bn")
+            d.assert_frozen("discriminator", by="g_optimizer")
         """
         __tracebackhide__ = True
-        return self._check("frozen", layers, exclude=exclude, atol=atol, rtol=rtol,
+        return self._check("frozen", layers, exclude=exclude, atol=atol, rtol=rtol, by=by,
                            source="diff", label="WeightDiff.assert_frozen")  # fmt: skip
 
     def assert_trains(
@@ -286,6 +278,7 @@ class WeightDiff:
         *,
         exclude: Any = (),
         allow: Any = (),
+        by: Any = None,
         atol: float = 0.0,
         rtol: float = 0.0,
         source: CheckSource,
@@ -298,7 +291,7 @@ class WeightDiff:
         __tracebackhide__ = True
         judged, result, error = self._judge(expect, layers, as_selectors(exclude),
                                             as_selectors(allow), atol, rtol, source, label,
-                                            call, findings)  # fmt: skip
+                                            call, findings, self._optimizer_name(by))  # fmt: skip
         observations = self._require_before().observations
         if observations is not None:
             observations.add_check(result)
@@ -318,26 +311,20 @@ class WeightDiff:
         label: str,
         call: str | None,
         findings: Sequence[Finding],
+        by: str | None = None,
     ) -> tuple[WeightDiff, CheckResult, FreezeAssertionError | None]:
         judged = self.with_tolerance(atol, rtol)
         selected = judged.select(*layers, exclude=exclude)
         target = selection_text(layers, exclude)
         if layers and not selected:
             raise LayerNotFoundError(errors.nothing_left(target, self.model_name))
-        halves: list[tuple[str, list[WeightChange], list[WeightChange]]] = []
-        if expect in ("trains", "trains_only"):
-            pool = [c for c in selected if c.declared_trainable]
-            if not pool:
-                raise ValueError(errors.no_declared_trainable(label, target, self.model_name))
-            halves.append(("did not move", [c for c in pool if not c.moved], pool))
-        if expect == "frozen":
-            halves.append(("moved", [c for c in selected if c.moved], selected))
+        if expect != "frozen" and not any(c.declared_trainable for c in selected):
+            raise ValueError(errors.no_declared_trainable(label, target, self.model_name))
+        allowed: set[str] = set()
         if expect == "trains_only":
-            inside = {c.path for c in selected}
             index = self._require_before()._index
             allowed = {index.info[id(v)].path for v in index.select_optional(allow)}
-            outside = [c for c in judged.changes if c.path not in inside | allowed]
-            halves.append(("moved", [c for c in outside if c.moved], outside))
+        halves = verdicts.halves(expect, selected, judged.changes, allowed, by)
         failed = [h for h in halves if h[1]]
         moved_count = sum(c.moved for c in selected)
         result = CheckResult(
@@ -349,7 +336,9 @@ class WeightDiff:
             atol=judged.atol, rtol=judged.rtol, by_submodel=judged.by_submodel(),
             movers={c.path: [str(m) for m in c.moved_by] for c in selected if c.moved_by},
         )  # fmt: skip
+        figures = DiffFigures(self.model_name, tuple(judged.changes), result.by_submodel)
         if not failed:
+            result.figures = figures
             return judged, result, None
         diagnosis = judged._diagnose(findings)
         nonfinite = {}
@@ -363,12 +352,21 @@ class WeightDiff:
             ]
         title = f"{label} failed" + (f" on {call}" if call else "")
         expectation = reports.Expectation(
-            expect, tuple(layers), judged.atol, judged.rtol, tuple(exclude)
+            expect, tuple(layers), judged.atol, judged.rtol, tuple(exclude), by
         )
         message = reports.failure_message(title, self.model_name, expectation, failed,
-                                          judged.by_submodel(), diagnosis, nonfinite)  # fmt: skip
+                                          judged.by_submodel(), diagnosis, nonfinite,
+                                          self._require_before().mode == "digest")  # fmt: skip
         result.failure = message
+        result.figures = DiffFigures(figures.model, figures.changes, figures.by_submodel,
+                                     tuple(diagnosis))  # fmt: skip
         return judged, result, FreezeAssertionError(message, diff=judged, findings=diagnosis)
+
+    def _optimizer_name(self, by: Any) -> str | None:
+        """``by=``: the name movers carry for that optimizer (the model attribute)."""
+        if by is not None and not self._attributed:
+            raise ValueError(errors.by_needs_attribution(self.model_name))
+        return None if by is None else optimizer_name(self._require_before().model, by)
 
     def _diagnose(self, findings: Sequence[Finding] = ()) -> list[Finding]:
         """``findings`` plus what this diff shows: weights shared through another
@@ -389,6 +387,7 @@ class WeightDiff:
                 self.model_name, changes, before.trainable, self.nonfinite_counts(stuck)
             ),
             replica_findings(self.model_name, changes, after.drift),
+            two_optimizer_findings(self.model_name, changes),
         )
 
     def findings(self) -> list[Finding]:
@@ -407,23 +406,33 @@ class WeightDiff:
         """The human-readable report: what moved, by sub-model, with counts, and the
         diagnosis when there is one."""
         text = reports.diff_report(self.model_name, self.changes, self.by_submodel(),
-                                   self.atol, self.rtol)  # fmt: skip
+                                   self.atol, self.rtol,
+                                   self._require_before().mode == "digest")  # fmt: skip
         return "\n".join([text, *reports.findings_lines(self._diagnose())])
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form of the diff."""
-        changes = self.changes
-        return {
-            "model": self.model_name,
-            "atol": self.atol,
-            "rtol": self.rtol,
-            "moved": sum(c.moved for c in changes),
-            "total": len(changes),
-            "weights": [c.to_dict() for c in changes],
-            "by_submodel": {
-                path: {"moved": m, "total": t} for path, (m, t) in self.by_submodel().items()
-            },
-        }
+        return self.figures().to_json(self.atol, self.rtol)
+
+    def figures(self) -> DiffFigures:
+        """The figures of this diff (no values): what pictures and HTML tables draw."""
+        return DiffFigures(self.model_name, tuple(self.changes), self.by_submodel(),
+                           tuple(self._diagnose()))  # fmt: skip
+
+    def plot(self, *, title: str | None = None) -> Any:
+        """A matplotlib ``Figure``: one bar per sub-model and layer, the share of its
+        weights that moved, coloured by flag (trainable, frozen, mixed), trap findings
+        marked. Needs the extra ``plot``: ``pip install "pytest-kerasfreeze[plot]"``.
+
+        Example::
+
+            d.plot().savefig("moved.png")
+        """
+        return plots.figure(self.figures(), title=title)
+
+    def _repr_html_(self) -> str:
+        """The report as an HTML table, for notebooks (moved weights first, capped)."""
+        return html.diff_table(self.figures())
 
     def __str__(self) -> str:
         return self.report()

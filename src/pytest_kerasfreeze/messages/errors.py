@@ -145,6 +145,23 @@ def fit_arguments_without_x(check: str, given: Sequence[str]) -> str:
     )
 
 
+def by_needs_attribution(model: str) -> str:
+    return (
+        f"by= asks which optimizer moved the weights of model {model!r}, but this diff "
+        f"was not watched while it trained: use assert_frozen(model, ..., by=...) or "
+        f"weight_tracker.watch(model) around the training call, in a test (or the "
+        f"frozen marker with by=)."
+    )
+
+
+def optimizer_not_held(optimizer: Any, model: str) -> str:
+    return (
+        f"by={type(optimizer).__name__} is not an optimizer that model {model!r} holds "
+        f"(model.optimizer or an attribute like g_optimizer): pass one of those, or its "
+        f"attribute name"
+    )
+
+
 def not_a_real_number(name: str, value: Any) -> str:
     return f"{name} must be a real number like 1e-6, got {type(value).__name__} {value!r}"
 
@@ -180,6 +197,26 @@ def values_not_kept(model: str, atol: float, rtol: float) -> str:
     )
 
 
+def digest_has_no_values(model: str) -> str:
+    return (
+        f"this snapshot of model {model!r} is a digest (a hash and a norm per weight): it "
+        f"keeps no values, so it says exactly whether a weight moved but not by how much. "
+        f"Take it with mode='copy' to read values or judge with atol/rtol."
+    )
+
+
+def bad_mode(mode: Any, choices: Sequence[str]) -> str:
+    return f"mode={mode!r} is not a snapshot mode: use one of {', '.join(choices)}"
+
+
+def copy_does_not_fit(watched: int, available: int, source: str) -> str:
+    return (
+        f"a copy of the {watched / 2**30:.2f} GiB watched would not fit in the "
+        f"{available / 2**30:.2f} GiB of memory available ({source}): take the snapshot "
+        f"with mode='digest' (a hash and a norm per weight) or mode='auto'"
+    )
+
+
 def snapshot_released(model: str) -> str:
     return (
         f"this snapshot of model {model!r} no longer holds its values (a training record "
@@ -190,7 +227,7 @@ def snapshot_released(model: str) -> str:
 
 # -- markers ----------------------------------------------------------------------------
 MARKER_USAGE = {
-    "frozen": "frozen(*layers, exclude=(), atol=0.0, rtol=0.0)",
+    "frozen": "frozen(*layers, exclude=(), by=None, atol=0.0, rtol=0.0)",
     "trains": "trains(*layers, exclude=(), atol=0.0, rtol=0.0)",
     "trains_only": "trains_only(*layers, allow=(), exclude=(), atol=0.0, rtol=0.0)",
 }
@@ -218,10 +255,25 @@ def marker_needs_layers(name: str, usage: str) -> str:
     )
 
 
+def marker_bad_by(name: str, by: Any) -> str:
+    return (
+        f"@pytest.mark.{name}: by={by!r} is not an optimizer: give the optimizer object "
+        f"or the name of the model attribute that holds it, e.g. by='g_optimizer'"
+    )
+
+
 def marker_bad_selector(name: str, arg: Any) -> str:
     return (
         f"@pytest.mark.{name}: {arg!r} is not a layer selector; give layer names, paths "
         f"like 'outer/inner', globs like 'block*', or Layer objects"
+    )
+
+
+def keras_not_importable(err: ImportError) -> str:
+    return (
+        f"Keras could not be imported, so no training could be observed ({err}). Install "
+        f"Keras with a backend in this environment, e.g. pip install "
+        f'"pytest-kerasfreeze[tensorflow]" (or [jax], [torch]).\n'
     )
 
 
@@ -261,7 +313,41 @@ def trap_error(text: str) -> str:
     return f"compile-order trap (--kerasfreeze-trap=error), nothing was trained:\n{text}"
 
 
+# -- FreezeGuard ------------------------------------------------------------------------
+def guard_needs_a_check() -> str:
+    return (
+        "FreezeGuard needs something to check: give frozen=, trains= or trains_only= "
+        "(layer names, paths, weight paths or globs), e.g. FreezeGuard(frozen='backbone')"
+    )
+
+
+def guard_bad_every(every: Any) -> str:
+    return f"FreezeGuard(every={every!r}): use 'epoch' or a number of batches >= 1"
+
+
+def guard_bad_on_violation(value: Any, choices: Sequence[str]) -> str:
+    return f"FreezeGuard(on_violation={value!r}): use one of {', '.join(choices)}"
+
+
+def guard_not_started() -> str:
+    return (
+        "FreezeGuard.check() before training began: the guard snapshots the model in "
+        "on_train_begin; pass it to fit(callbacks=[guard])"
+    )
+
+
+def guard_stopped(model: str) -> str:
+    return f"FreezeGuard stopped the training of {model!r} (model.stop_training = True)."
+
+
 # -- options ----------------------------------------------------------------------------
+def bad_digest_above(value: str) -> str:
+    return (
+        f"kerasfreeze_digest_above = {value!r} is not a number of bytes: give e.g. 2e9, "
+        f"or leave it empty for a quarter of the memory available"
+    )
+
+
 def bad_trap_option(value: str, choices: Sequence[str]) -> str:
     return f"kerasfreeze_trap = {value!r} is not valid: use one of {', '.join(choices)}"
 

@@ -50,12 +50,15 @@ class Expectation:
     atol: float
     rtol: float
     exclude: tuple[Any, ...] = ()
+    by: str | None = None  # frozen: no selected weight is updated by this optimizer
 
     @property
     def target(self) -> str:
         return selection_text(self.layers, self.exclude)
 
     def describe(self) -> str:
+        if self.kind == "frozen" and self.by:
+            return f"no weight of {self.target} is updated by {self.by}"
         if self.kind == "frozen":
             return f"no weight of {self.target} moves"
         if self.kind == "trains":
@@ -86,6 +89,8 @@ def _group(change: WeightChange, model_name: str) -> str:
 
 
 def _rel(change: WeightChange) -> str:
+    if change.min_rel_delta is not None:  # a digest: only a lower bound is known
+        return f"≥{_num(change.min_rel_delta)}" if change.min_rel_delta else "-"
     if change.started_at_zero:
         return "from 0"
     return _num(change.rel_delta)

@@ -1,0 +1,196 @@
+"""``FreezeGuard``: the plugin's checks as a Keras callback, for real training runs.
+
+Usable outside pytest, with Keras 3 on every backend and with tf_keras: it snapshots the
+model at ``on_train_begin`` and checks at every epoch end (``every="epoch"``) or every N
+training batches (``every=N``), against the state at the start of training.
+
+Example::
+
+    guard = FreezeGuard(frozen="backbone", trains="head", on_violation="stop")
+    model.fit(x, y, epochs=10, callbacks=[guard])
+    assert all(check.passed for check in guard.results)
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pytest_kerasfreeze import context
+from pytest_kerasfreeze.arguments import as_selectors, check_tolerances
+from pytest_kerasfreeze.captures import MODES, Mode
+from pytest_kerasfreeze.exceptions import FreezeAssertionError, FreezeViolationWarning
+from pytest_kerasfreeze.messages import errors, selector_text
+from pytest_kerasfreeze.results import Expect
+from pytest_kerasfreeze.snapshots import Snapshot, take
+from pytest_kerasfreeze.tracing import synced_model
+from pytest_kerasfreeze.weightdiff import WeightDiff
+
+OnViolation = Literal["raise", "warn", "stop"]
+_ON_VIOLATION = ("raise", "warn", "stop")
+
+
+@dataclass
+class GuardCheck:
+    """One check a :class:`FreezeGuard` made: when, whether it passed, on which diff
+    (against the start of training), and the failure message if it did not."""
+
+    epoch: int
+    step: int | None  # the batch within the epoch (every=N), None at an epoch end
+    passed: bool
+    diff: WeightDiff
+    failure: str | None = None
+
+
+class FreezeGuard:
+    """A Keras callback that checks freezes while a model trains.
+
+    ``frozen`` selections must not move, every declared-trainable weight of ``trains``
+    must move, and with ``trains_only`` those must move and nothing else may (``allow``:
+    weights outside it that may). Selectors are those of the helpers (layer names and
+    paths, weight paths, globs, objects); ``exclude`` applies to every one of them.
+    ``on_violation``: ``"raise"`` (:class:`FreezeAssertionError` out of ``fit()``),
+    ``"warn"`` (:class:`FreezeViolationWarning`), ``"stop"`` (``model.stop_training =
+    True``, and warn). ``results`` lists every check made.
+
+    Example::
+
+        guard = FreezeGuard(trains_only=["head", "*/lora_kernel_*"], allow="*/bias")
+        model.fit(dataset, epochs=3, callbacks=[guard])
+    """
+
+    # tf_keras' CallbackList asks every callback these
+    _supports_tf_logs = False
+
+    def __init__(
+        self,
+        frozen: Any = (),
+        trains: Any = (),
+        trains_only: Any = None,
+        allow: Any = (),
+        every: Literal["epoch"] | int = "epoch",
+        on_violation: OnViolation = "raise",
+        mode: Mode = "auto",
+        exclude: Any = (),
+        atol: float = 0.0,
+        rtol: float = 0.0,
+    ) -> None:
+        self.frozen = as_selectors(frozen)
+        self.trains = as_selectors(trains)
+        self.trains_only = None if trains_only is None else as_selectors(trains_only)
+        self.allow = as_selectors(allow)
+        self.exclude = as_selectors(exclude)
+        if not (self.frozen or self.trains or self.trains_only):
+            raise ValueError(errors.guard_needs_a_check())
+        if every != "epoch" and (
+            isinstance(every, bool) or not isinstance(every, int) or every < 1
+        ):
+            raise ValueError(errors.guard_bad_every(every))
+        if on_violation not in _ON_VIOLATION:
+            raise ValueError(errors.guard_bad_on_violation(on_violation, _ON_VIOLATION))
+        if mode not in MODES:
+            raise ValueError(errors.bad_mode(mode, MODES))
+        self.every = every
+        self.on_violation = on_violation
+        self.mode = mode
+        self.atol, self.rtol = check_tolerances(atol, rtol)
+        self.results: list[GuardCheck] = []
+        self.model: Any = None
+        self.params: dict[str, Any] = {}
+        self._before: Snapshot | None = None
+        self._epoch = 0
+
+    # -- the Keras callback protocol ---------------------------------------------------
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def on_train_begin(self, logs: Any = None) -> None:
+        ctx = context.current()
+        above = ctx.digest_above if ctx is not None else None
+        self._before = take(synced_model(self.model), observations=ctx, mode=self.mode,
+                            digest_above=above)  # fmt: skip
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        if isinstance(self.every, int) and (batch + 1) % self.every == 0:
+            self.check(step=batch)
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if self.every == "epoch":
+            self.check()
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("on_"):  # every other hook: nothing to do
+            return _nothing
+        raise AttributeError(name)
+
+    def _implements_train_batch_hooks(self) -> bool:
+        return isinstance(self.every, int)
+
+    def _implements_test_batch_hooks(self) -> bool:
+        return False
+
+    def _implements_predict_batch_hooks(self) -> bool:
+        return False
+
+    # -- checking ----------------------------------------------------------------------
+    def _label(self) -> str:
+        options = (("frozen", self.frozen), ("trains", self.trains),
+                   ("trains_only", self.trains_only or ()), ("allow", self.allow))  # fmt: skip
+        parts = [f"{name}={_selection(value)}" for name, value in options if value]
+        return f"FreezeGuard({', '.join(parts)})"
+
+    def check(self, step: int | None = None) -> GuardCheck:
+        """Check now, against the start of training; act on a violation."""
+        __tracebackhide__ = True
+        if self._before is None:
+            raise RuntimeError(errors.guard_not_started())
+        synced_model(self.model)  # JAX keeps the values in its training state mid-epoch
+        diff = self._before.diff(self._before.retake(), atol=self.atol, rtol=self.rtol)
+        when = f"epoch {self._epoch + 1}" + (f", batch {step + 1}" if step is not None else "")
+        plan: list[tuple[Expect, tuple[Any, ...]]] = []
+        if self.frozen:
+            plan.append(("frozen", self.frozen))
+        if self.trains:
+            plan.append(("trains", self.trains))
+        if self.trains_only:
+            plan.append(("trains_only", self.trains_only))
+        failures = []
+        for expect, selectors in plan:
+            try:
+                diff._check(expect, selectors, exclude=self.exclude, allow=self.allow,
+                            atol=self.atol, rtol=self.rtol, source="guard",
+                            label=self._label(), call=when)  # fmt: skip
+            except FreezeAssertionError as err:
+                failures.append(str(err))
+        diff._release_values(keep_before=True)  # a result keeps figures; the start stays
+        result = GuardCheck(self._epoch, step, not failures, diff, "\n\n".join(failures) or None)
+        self.results.append(result)
+        if result.failure is not None:
+            self._violated(result.failure, diff)
+        return result
+
+    def _violated(self, message: str, diff: WeightDiff) -> None:
+        __tracebackhide__ = True
+        if self.on_violation == "raise":
+            raise FreezeAssertionError(message, diff=diff)
+        if self.on_violation == "stop":
+            self.model.stop_training = True
+            message += "\n" + errors.guard_stopped(self.model.name)
+        warnings.warn(FreezeViolationWarning(message), stacklevel=2)
+
+
+def _selection(selectors: tuple[Any, ...]) -> str:
+    text = selector_text(selectors)
+    return text if len(selectors) == 1 else f"({text})"
+
+
+def _nothing(*args: Any, **kwargs: Any) -> None:
+    return None
