@@ -190,6 +190,8 @@ def test_first_user_of_the_fixture(shared):
 @pytest.mark.parametrize("which", ["import", "fixture"])
 def test_freeze_now(which, shared, weight_tracker):
     model = PRETRAINED if which == "import" else shared
+    if getattr(model, "_compiled_trainable_state", None) is None:
+        pytest.skip("this Keras keeps no record of the flags at compile() (Keras 3.8)")
     outcome, behaviour = TRAP_SEMANTICS[(RUNTIME, "after-build", "freeze")]
     before = [np.array(w) for w in model.get_layer("base").get_weights()]
     model.get_layer("base").trainable = False
@@ -208,7 +210,11 @@ def test_freeze_now(which, shared, weight_tracker):
     assert moved is (outcome == "ignored"), (outcome, moved)
 """,
     )
-    result.assert_outcomes(passed=3)
+    outcomes = result.parseoutcomes()
+    assert (
+        outcomes.get("failed", 0) == 0
+        and outcomes.get("passed", 0) + outcomes.get("skipped", 0) == 3
+    ), outcomes
 
 
 # -- 10. a violation inside a thread ----------------------------------------------------

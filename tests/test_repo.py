@@ -11,10 +11,13 @@ def readme_commands():
     return re.findall(r"```bash\n(.+?)\n```", text)
 
 
-def test_readme_starts_with_two_commands():
+def test_readme_starts_with_what_it_is_for_then_two_commands():
     text = (ROOT / "README.md").read_text()
     first_block = text.index("```bash")
-    assert text[:first_block].strip() == "# pytest-kerasfreeze"
+    title, purpose = text[:first_block].strip().split("\n", 1)
+    assert title == "# pytest-kerasfreeze"
+    sentences = [s for s in purpose.replace("\n", " ").split(". ") if s.strip()]
+    assert len(sentences) == 2, sentences
     examples, tests = readme_commands()[:2]
     assert "pytest -p kerasfreeze examples/" in examples
     assert "tox run" in tests

@@ -10,8 +10,11 @@ cap and every plural, in one package of pure functions of plain data:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
+
+from pytest_kerasfreeze.changes import WeightChange
 
 # -- caps -----------------------------------------------------------------------------
 MAX_WEIGHT_ROWS = 20  # weights listed in a report or a failure
@@ -45,3 +48,47 @@ def selection_text(selectors: Sequence[Any], exclude: Sequence[Any] = ()) -> str
     if exclude:
         text += f" except {selector_text(exclude)}"
     return text
+
+
+# -- the cells of one weight, in every table (text, HTML) ---------------------------------
+def number(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if math.isinf(value):
+        return "inf"
+    if value == 0:
+        return "0"
+    return f"{value:.3g}"
+
+
+def rel_text(change: WeightChange) -> str:
+    if change.min_rel_delta is not None:  # a digest: only a lower bound is known
+        return f"≥{number(change.min_rel_delta)}" if change.min_rel_delta else "-"
+    if change.started_at_zero:
+        return "from 0"
+    return number(change.rel_delta)
+
+
+def changed_text(change: WeightChange, nonfinite: int = 0) -> str:
+    if change.changed_elements is None:
+        text = "yes (digest)" if change.moved else "no"
+    else:
+        text = f"{change.changed_fraction or 0:.1%} ({change.changed_elements}/{change.size})"
+    if change.nonfinite:
+        text += "  became NaN/Inf"
+    elif nonfinite:
+        text += f"  holds NaN/Inf ({nonfinite}/{change.size})"
+    return text
+
+
+def flag_text(change: WeightChange) -> str:
+    if not change.declared_trainable:
+        return "non-trainable"
+    return "trainable" if change.trainable else "frozen"
+
+
+def weight_cells(c: WeightChange, nonfinite: int = 0) -> tuple[str, ...]:
+    """weight, shape, dtype, max |Δ|, rel Δ, changed, flag now, moved by."""
+    movers = ", ".join(str(m) for m in c.moved_by)
+    return (c.path, str(c.shape), c.dtype, number(c.max_abs_delta), rel_text(c),
+            changed_text(c, nonfinite), flag_text(c), movers)  # fmt: skip

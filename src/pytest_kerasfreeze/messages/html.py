@@ -10,13 +10,12 @@ text report.
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from pytest_kerasfreeze.changes import WeightChange
 from pytest_kerasfreeze.findings import Finding
-from pytest_kerasfreeze.messages import MAX_SUBMODEL_ROWS, MAX_WEIGHT_ROWS, plural
+from pytest_kerasfreeze.messages import MAX_SUBMODEL_ROWS, MAX_WEIGHT_ROWS, plural, weight_cells
 
 
 class Figures(Protocol):
@@ -46,33 +45,6 @@ STYLE = (
 )
 
 
-def _num(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if math.isinf(value):
-        return "inf"
-    if value == 0:
-        return "0"
-    return f"{value:.3g}"
-
-
-def _cells(c: WeightChange) -> tuple[str, ...]:
-    """A weight's cells, worded like the text report."""
-    rel = "from 0" if c.started_at_zero else _num(c.rel_delta)
-    if c.changed_elements is None:
-        changed = "yes (digest)" if c.moved else "no"
-    else:
-        changed = f"{c.changed_fraction or 0:.1%} ({c.changed_elements}/{c.size})"
-    if c.nonfinite:
-        changed += " became NaN/Inf"
-    if not c.declared_trainable:
-        flag = "non-trainable"
-    else:
-        flag = "trainable" if c.trainable else "frozen"
-    movers = ", ".join(str(m) for m in c.moved_by)
-    return (c.path, str(c.shape), c.dtype, _num(c.max_abs_delta), rel, changed, flag, movers)
-
-
 def _row(cells: Sequence[str], tag: str = "td", css: str = "") -> str:
     attr = f' class="{css}"' if css else ""
     inner = "".join(f"<{tag}>{html.escape(cell)}</{tag}>" for cell in cells)
@@ -88,7 +60,9 @@ def weights_table(changes: Sequence[WeightChange]) -> str:
     ``MAX_WEIGHT_ROWS`` rows and a last "... and N more weights" row."""
     ordered = [c for c in changes if c.moved] + [c for c in changes if not c.moved]
     rows = [_row(HEADER, "th")]
-    rows += [_row(_cells(c), css="moved" if c.moved else "") for c in ordered[:MAX_WEIGHT_ROWS]]
+    rows += [
+        _row(weight_cells(c), css="moved" if c.moved else "") for c in ordered[:MAX_WEIGHT_ROWS]
+    ]
     hidden = ordered[MAX_WEIGHT_ROWS:]
     if hidden:
         moved = sum(c.moved for c in hidden)

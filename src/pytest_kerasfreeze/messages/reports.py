@@ -12,7 +12,6 @@ Everything here is a pure function of plain data (strings, numbers,
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,19 +24,11 @@ from pytest_kerasfreeze.messages import (
     MAX_TOP_SUBMODELS,
     MAX_WEIGHT_ROWS,
     names,
+    number,
     plural,
     selection_text,
+    weight_cells,
 )
-
-
-def _num(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if math.isinf(value):
-        return "inf"
-    if value == 0:
-        return "0"
-    return f"{value:.3g}"
 
 
 # -- expectations ---------------------------------------------------------------------
@@ -88,36 +79,8 @@ def _group(change: WeightChange, model_name: str) -> str:
     return head if sep else model_name
 
 
-def _rel(change: WeightChange) -> str:
-    if change.min_rel_delta is not None:  # a digest: only a lower bound is known
-        return f"≥{_num(change.min_rel_delta)}" if change.min_rel_delta else "-"
-    if change.started_at_zero:
-        return "from 0"
-    return _num(change.rel_delta)
-
-
-def _changed(change: WeightChange, nonfinite: int = 0) -> str:
-    if change.changed_elements is None:
-        text = "yes (digest)" if change.moved else "no"
-    else:
-        text = f"{change.changed_fraction or 0:.1%} ({change.changed_elements}/{change.size})"
-    if change.nonfinite:
-        text += "  became NaN/Inf"
-    elif nonfinite:
-        text += f"  holds NaN/Inf ({nonfinite}/{change.size})"
-    return text
-
-
-def _flag(change: WeightChange) -> str:
-    if not change.declared_trainable:
-        return "non-trainable"
-    return "trainable" if change.trainable else "frozen"
-
-
 def _row(c: WeightChange, nonfinite: int = 0) -> tuple[str, ...]:
-    movers = ", ".join(str(m) for m in c.moved_by)
-    return (c.path, str(c.shape), c.dtype, _num(c.max_abs_delta), _rel(c),
-            _changed(c, nonfinite), _flag(c), movers)  # fmt: skip
+    return weight_cells(c, nonfinite)
 
 
 def weight_table(
@@ -178,11 +141,11 @@ def largest_change(changes: Sequence[WeightChange]) -> str | None:
     if not measured:
         return None
     biggest = max(measured, key=lambda c: c.max_abs_delta or 0.0)
-    text = f"Max |Δ|: {_num(biggest.max_abs_delta)} ({biggest.path})"
+    text = f"Max |Δ|: {number(biggest.max_abs_delta)} ({biggest.path})"
     relative = [c for c in measured if c.rel_delta is not None and not c.started_at_zero]
     if relative:
         top = max(relative, key=lambda c: c.rel_delta or 0.0)
-        text += f"; max rel Δ: {_num(top.rel_delta)} ({top.path})"
+        text += f"; max rel Δ: {number(top.rel_delta)} ({top.path})"
     zero = [c.path for c in measured if c.started_at_zero]
     if zero:
         text += f"; started at 0 (no relative change): {names(zero, 4)}"
