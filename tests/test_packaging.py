@@ -191,7 +191,7 @@ def test_the_sdist_carries_what_the_readme_runs(sdist, built):
         "src/pytest_kerasfreeze/py.typed",
     } <= names
     source = built / "source"
-    for pattern in ("tests/*.py", "examples/**/*", "benchmarks/**/*", "src/**/*.py"):
+    for pattern in ("tests/*.py", "examples/**/*", "benchmarks/**/*", "peer/**/*", "src/**/*.py"):
         assert _files(source, pattern) <= names, pattern
     assert not [n for n in names if n.endswith(".pyc") or n.startswith(("dist/", "build/"))]
     pkg_info = email.parser.Parser().parsestr((sdist / "PKG-INFO").read_text())

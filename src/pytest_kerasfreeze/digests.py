@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from pytest_kerasfreeze import buffers
+from pytest_kerasfreeze.messages import errors
 
 try:
     _xxhash: Any = importlib.import_module("xxhash")
@@ -43,15 +44,6 @@ FINGERPRINT = "mixsum-4x32"  # the ``algorithm`` of a device fingerprint
 SEEDS = (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344)  # lane seeds (digits of pi)
 _C1, _C2, _M32 = 0x85EBCA6B, 0xC2B2AE35, 0xFFFFFFFF
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))  # their norm needs no conversion
-
-# The texts a user may read (kept here until they move to messages/errors.py).
-CANNOT_DIGEST = "cannot digest a weight of dtype {dtype}: only numbers and booleans are hashed"
-INCOMPARABLE = (
-    "two digests of one weight that cannot be compared: {before.algorithm} over {n_before} "
-    "shard(s), then {after.algorithm} over {n_after}; take both snapshots where the weight "
-    "lives (host or accelerator) and with one sharding"
-)
-TOO_LARGE = "the device fingerprint takes up to 2**32 words (16 GiB) per weight, not {words}"
 
 
 @dataclass(frozen=True)
@@ -92,8 +84,11 @@ def same(before: Digest, after: Digest) -> bool:
     if (before.shape, before.dtype) != (after.shape, after.dtype):
         return False
     if _key(before)[1:] != _key(after)[1:]:
-        counts = {"n_before": len(before.shards) or 1, "n_after": len(after.shards) or 1}
-        raise ValueError(INCOMPARABLE.format(before=before, after=after, **counts))
+        raise ValueError(
+            errors.incomparable_digests(
+                before.algorithm, len(before.shards) or 1, after.algorithm, len(after.shards) or 1
+            )
+        )
     return before.hash == after.hash
 
 
@@ -233,7 +228,7 @@ def _widened(piece: np.ndarray, scratch: list[Any]) -> np.ndarray:
 def _hash_and_squares(array: np.ndarray) -> tuple[bytes, float, bool]:
     """(hash of the bits in C order, sum of squares of the finite values, any NaN/Inf)."""
     if array.dtype.hasobject or array.dtype.kind in "OSUMm":
-        raise TypeError(CANNOT_DIGEST.format(dtype=array.dtype))
+        raise TypeError(errors.cannot_digest(array.dtype))
     scratch: list[Any] = []  # the float64 buffer of _widened, made when first needed
     size = array.dtype.itemsize  # a block: BLOCK bytes, or BLOCK / 8 elements if widened
     per = max(1, BLOCK // (size if array.dtype in _NATIVE else max(8, size)))
@@ -392,7 +387,7 @@ def _jax_lanes(array: Any) -> tuple[list[int], float, bool]:
     import jax
 
     if array.size * max(1, array.dtype.itemsize // 4) > 1 << 32:
-        raise ValueError(TOO_LARGE.format(words=array.size))
+        raise ValueError(errors.fingerprint_too_large(array.size))
     if not _JAX_JITTED:
         _JAX_JITTED.append(jax.jit(_jax_fingerprint))
     lanes, sq, nonfinite = _JAX_JITTED[0](array)
@@ -437,7 +432,7 @@ def _tf_lanes(tensor: Any) -> tuple[list[int], float, bool]:
             as_int = tf.uint32 if size >= 4 else (tf.uint8 if size == 1 else tf.uint16)
             words = tf.cast(tf.reshape(tf.bitcast(flat, as_int), [-1]), tf.uint32)
         if int(words.shape[0]) > 1 << 32:
-            raise ValueError(TOO_LARGE.format(words=int(words.shape[0])))
+            raise ValueError(errors.fingerprint_too_large(int(words.shape[0])))
         index = tf.cast(tf.range(int(words.shape[0]), dtype=tf.int64), tf.uint32)
         keys = [fmix(tf.bitwise.bitwise_xor(index, u32(seed))) for seed in SEEDS]
         lanes = [int(tf.reduce_sum(fmix(tf.bitwise.bitwise_xor(words, k)))) for k in keys]

@@ -154,6 +154,18 @@ class Keras3(Flavor):
     def short_name(self, variable: Any) -> str:
         return str(variable.name)
 
+    def nbytes(self, variable: Any) -> int:
+        # A Keras 3 variable keeps its shape as a tuple and its storage dtype as a string:
+        # read them directly (``variable.shape`` is a TensorShape built per call on
+        # TensorFlow, ``variable.dtype`` consults the autocast scope: ~10 µs together).
+        shape, dtype = getattr(variable, "_shape", None), getattr(variable, "_dtype", None)
+        if not (isinstance(shape, tuple) and isinstance(dtype, str)):
+            return super().nbytes(variable)
+        count = 1
+        for n in shape:
+            count *= n
+        return count * _ITEMSIZE.get(dtype, 4)
+
     def trainable_now(self, model: Any, variables: Sequence[Any]) -> list[bool]:
         # Keras 3's Layer.trainable_weights is `[v for v in self.weights if v.trainable]`
         # when the layer's own flag is on, [] otherwise (a layer's flag reaches its

@@ -118,8 +118,9 @@ class FreezeGuard:
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
         self._epoch = epoch
 
-    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-        if isinstance(self.every, int) and (batch + 1) % self.every == 0:
+    def _on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        every = self.every
+        if isinstance(every, int) and (batch + 1) % every == 0:
             self.check(step=batch)
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
@@ -127,6 +128,8 @@ class FreezeGuard:
             self.check()
 
     def __getattr__(self, name: str) -> Any:
+        if name == "on_train_batch_end" and isinstance(self.__dict__.get("every"), int):
+            return self._on_train_batch_end
         if name.startswith("on_"):  # every other hook: nothing to do
             return _nothing
         raise AttributeError(name)
@@ -194,3 +197,9 @@ def _selection(selectors: tuple[Any, ...]) -> str:
 
 def _nothing(*args: Any, **kwargs: Any) -> None:
     return None
+
+
+# Keras 3 dispatches batch hooks asynchronously on JAX only while every callback leaves
+# them as the base class has them (``keras.src.utils.python_utils.default``): a guard that
+# checks per epoch must not make every batch wait for its logs.
+_nothing._is_default = True  # type: ignore[attr-defined]

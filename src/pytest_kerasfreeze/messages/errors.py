@@ -205,6 +205,22 @@ def digest_has_no_values(model: str) -> str:
     )
 
 
+def cannot_digest(dtype: Any) -> str:
+    return f"cannot digest a weight of dtype {dtype}: only numbers and booleans are hashed"
+
+
+def incomparable_digests(before: str, n_before: int, after: str, n_after: int) -> str:
+    return (
+        f"two digests of one weight that cannot be compared: {before} over {n_before} "
+        f"shard(s), then {after} over {n_after}; take both snapshots where the weight "
+        "lives (host or accelerator) and with one sharding"
+    )
+
+
+def fingerprint_too_large(words: int) -> str:
+    return f"the device fingerprint takes up to 2**32 words (16 GiB) per weight, not {words}"
+
+
 def bad_mode(mode: Any, choices: Sequence[str]) -> str:
     return f"mode={mode!r} is not a snapshot mode: use one of {', '.join(choices)}"
 
