@@ -39,6 +39,7 @@ TARGETS = {
     "frozen marker on a small CNN test": ("ratio", 1.10),
     "FreezeGuard on a small CNN fit, 3 epochs": ("ratio", 1.05),
     "100 recorded train_on_batch calls, extra RSS": ("mib", 16.0),
+    "scale: quarter of memory, digest, extra peak": ("ratio", 0.01),
 }
 
 
@@ -255,6 +256,79 @@ def bench_memory(args, results):
     )
 
 
+SCALE_PROBE = """
+import os, sys, json, time
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import keras, numpy as np
+from pytest_kerasfreeze import snapshot, memory
+
+def status(field):
+    return [int(line.split()[1]) * 1024 for line in open("/proc/self/status")
+            if line.startswith(field)][0]
+
+def reset_peak():
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # VmHWM back to the current RSS
+
+width, depth = {width}, {depth}
+layers = [keras.Input((width,))]
+layers += [keras.layers.Dense(width, name=f"dense_{{i}}") for i in range(depth)]
+model = keras.Sequential(layers, name="scale")
+if keras.backend.backend() == "jax":
+    import jax
+    jax.block_until_ready([v.value for v in model.weights])
+watched = sum(int(np.prod(v.shape)) * 4 for v in model.weights)
+base = status("VmRSS")
+reset_peak()
+start = time.perf_counter()
+before = snapshot(model)          # mode="auto": the plugin chooses
+took = time.perf_counter() - start
+peak_snapshot = status("VmHWM") - base
+chosen = before.mode
+kernel = model.get_layer("dense_3").kernel   # training stands in: one layer moves
+kernel.assign(kernel * 0.5)
+if keras.backend.backend() == "jax":  # the new value is computed asynchronously
+    jax.block_until_ready(kernel.value)
+del kernel
+base2 = status("VmRSS")
+reset_peak()
+start = time.perf_counter()
+diff = before.diff(before.retake())
+took_after = time.perf_counter() - start
+peak_diff = status("VmHWM") - base2
+moved = sorted({{c.layer for c in diff.changes if c.moved}})
+print(json.dumps({{"watched": watched, "chosen": chosen, "took": took, "took_after": took_after,
+                  "extra": max(peak_snapshot, peak_diff, 0), "moved": moved,
+                  "total": memory.read_available().bytes + base2, "rss": base2}}))
+"""
+
+
+def bench_scale(args, results):
+    """Issue 15: a model whose weights take a quarter of this machine's memory, checked
+    with the default ``mode="auto"`` (which must choose digest), in a fresh process."""
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    total = next(int(line.split()[1]) * 1024 for line in meminfo if line.startswith("MemTotal"))
+    width = 8192
+    layer = (width * width + width) * 4
+    depth = max(1, round(total / 4 / layer))
+    out = subprocess.run(
+        [sys.executable, "-c", SCALE_PROBE.format(width=width, depth=depth)],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip().splitlines()[-1]  # fmt: skip
+    got = json.loads(out)
+    watched, gib = got["watched"], 2**30
+    if got["chosen"] != "digest" or got["moved"] != ["dense_3"]:
+        raise SystemExit(f"scale probe: wrong answer {got}")
+    results["scale: quarter of memory, digest, extra peak"] = (
+        got["extra"] / watched,
+        f"{watched / gib:.1f} GiB of weights on a {total / gib:.0f} GiB machine; auto chose "
+        f"digest; extra peak {got['extra'] / 2**20:.0f} MiB; snapshot {got['took']:.1f} s "
+        f"({watched / got['took'] / gib:.1f} GiB/s), retake + diff {got['took_after']:.1f} s, "
+        f"found exactly dense_3 moved; copy mode beside the get_weights() baseline would need "
+        f"model + copy + before + after = {4 * watched / gib:.1f} GiB",
+    )
+
+
 def bench_load(args, results):
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(20):
@@ -402,12 +476,12 @@ def bench_guard(args, results):
         return time.perf_counter() - start
 
     run(False), run(True)  # untimed: traces, caches
-    plain, guarded = [], []
-    for _ in range(args.repeat):
-        keras.backend.clear_session()
-        plain.append(run(False))
-        keras.backend.clear_session()
-        guarded.append(run(True))
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for i in range(2 * args.repeat):  # ABBA order: neither variant always runs second
+        for guard in (False, True) if i % 4 in (0, 3) else (True, False):
+            keras.backend.clear_session()
+            times[guard].append(run(guard))
+    plain, guarded = times[False], times[True]
     p, g = statistics.median(plain), statistics.median(guarded)
     results["FreezeGuard on a small CNN fit, 3 epochs"] = (
         g / p,
@@ -485,6 +559,9 @@ def main():
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure (median)")
     parser.add_argument("--quick", action="store_true", help="a small model, for a smoke run")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--scale", action="store_true",
+                        help="add the scale row: a model of a quarter of this machine's memory "
+                        "checked in digest mode (Linux; takes a minute or two)")  # fmt: skip
     args = parser.parse_args()
 
     import keras
@@ -501,10 +578,14 @@ def main():
     bench_marker(args, results)
     bench_guard(args, results)
     bench_records(args, results)
+    if args.scale:
+        bench_scale(args, results)
 
     print(f"\n{'figure':42} {'measured':>10} {'target':>9}  ok   detail")
     report = {}
     for name, (unit, limit) in TARGETS.items():
+        if name not in results:
+            continue
         value, detail = results[name]
         ok = value <= limit
         shown = {"ratio": f"{value:.2f}x", "us": f"{value:.1f} µs", "ms": f"{value:.0f} ms",

@@ -79,3 +79,12 @@ def test_every_backend_env_has_its_peer_suite_env():
         assert f"[testenv:kerassuite-{env}]" in tox
         assert f"env_dir = {{work_dir}}{{/}}{env}\n" in tox
         assert f"kerassuite-{env}" in tox.split("[testenv]")[0]
+
+
+def test_every_runtime_env_runs_the_examples():
+    """The README's main job runs in CI: the examples, on each runtime."""
+    tox = (ROOT / "tox.ini").read_text()
+    assert "    pytest examples/ -p no:randomly -q\n" in tox.split("[examples]")[1].split("\n[")[0]
+    for env in ("tensorflow", "jax", "torch", "tf_keras"):
+        section = tox.split(f"[testenv:{env}]\n")[1].split("\n[")[0]
+        assert "commands = {[examples]commands}" in section, env

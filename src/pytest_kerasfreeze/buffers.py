@@ -69,6 +69,18 @@ def _plain_tf_variable(raw: Any) -> bool:
     return _tf_kind(raw)[1]
 
 
+_TORCH: dict[type, bool] = {}  # {class: a torch tensor}
+
+
+def _is_torch(raw: Any) -> bool:
+    """Whether ``raw`` is a torch tensor (never distributed or sharded: no probing)."""
+    cls = type(raw)
+    kind = _TORCH.get(cls)
+    if kind is None:
+        kind = _TORCH[cls] = hasattr(cls, "detach") and cls.__module__.split(".")[0] == "torch"
+    return kind
+
+
 def _tf_read(raw: Any) -> Any:
     """The variable's current buffer, as a tensor: one ``ReadVariableOp``, no copy.
 
@@ -174,6 +186,10 @@ def capture(raw: Any) -> tuple[Any, float]:
     if _plain_tf_variable(raw):  # the common TensorFlow case, without the probing
         tensor = _tf_read(raw)
         return (_host_view(tensor) if _tf_on_host(raw) else tensor), 0.0
+    if _is_torch(raw):  # shares memory with the tensor the optimizer writes into
+        array = np.array(view(raw), copy=True)
+        array.setflags(write=False)
+        return array, 0.0
     parts = replicas(raw)
     if not parts:
         return to_numpy(raw), 0.0
@@ -181,11 +197,18 @@ def capture(raw: Any) -> tuple[Any, float]:
     return first, max(max_abs_difference(first, other) for other in others)
 
 
+_IMMUTABLE: dict[type, bool] = {}  # {class: its arrays are immutable (JAX)}
+
+
 def source_ref(raw: Any) -> Any:
     """A weak reference to ``raw`` where it is an immutable array (JAX): holding the same
     object later means holding the same bits. ``None`` for values written in place
     (torch tensors, TensorFlow variables)."""
-    if type(raw).__module__.split(".", 1)[0] not in ("jaxlib", "jax"):
+    cls = type(raw)
+    immutable = _IMMUTABLE.get(cls)
+    if immutable is None:
+        immutable = _IMMUTABLE[cls] = cls.__module__.split(".", 1)[0] in ("jaxlib", "jax")
+    if not immutable:
         return None
     try:
         return weakref.ref(raw)
@@ -205,7 +228,7 @@ def copy_source(raw: Any) -> np.ndarray | None:
 
 def unchanged(captured: Any, raw: Any) -> bool:
     """Whether the raw value (every replica of it) still holds exactly the captured bits."""
-    if _plain_tf_variable(raw):  # the common TensorFlow case, without the probing
+    if _plain_tf_variable(raw) or _is_torch(raw):  # the common cases, without probing
         return same_bits(captured, raw)
     return all(same_bits(captured, part) for part in replicas(raw) or [raw])
 
@@ -214,7 +237,7 @@ def same_bits(captured: Any, raw: Any) -> bool:
     """Whether ``raw`` still holds exactly the captured bits (NaNs included)."""
     if not isinstance(captured, np.ndarray):
         return _tf_same_bits(captured, _tf_read(raw))
-    shards = _sharded(raw)
+    shards = None if _is_torch(raw) else _sharded(raw)
     if shards is not None:
         return tuple(raw.shape) == captured.shape and all(
             equal_bits(np.ascontiguousarray(captured[s.index]), np.asarray(s.data)) for s in shards

@@ -85,29 +85,40 @@ class Capture:
         # A weak reference to each immutable backend array captured (JAX): a variable that
         # still holds that very array holds the same bits, with no byte to compare.
         self._sources: list[Any] = []
+        # The loop below runs once per weight (thousands in a real model): names local.
+        raw_of, captured_list, sources, same = (
+            flavor.raw,
+            self._captured,
+            self._sources,
+            self._same_as_since,
+        )
+        since_captured = _since._captured if _since is not None else []
+        since_sources = _since._sources if _since is not None else []
+        since_drift = _since.drift if _since is not None else {}
+        capture, unchanged, source_ref = buffers.capture, buffers.unchanged, buffers.source_ref
         for i, variable in enumerate(self.variables):
-            raw = flavor.raw(variable)
+            raw = raw_of(variable)
             if mode == "digest":  # a hash and a norm, where the value lives
                 captured = digests.digest_raw(raw)
                 spread = math.inf if captured.replicas_differ else 0.0
-                if _since is not None and digests.same(_since._captured[i], captured):
-                    self._same_as_since.add(i)
-                self._sources.append(None)
-                self._captured.append(captured)
+                if _since is not None and digests.same(since_captured[i], captured):
+                    same.add(i)
+                sources.append(None)
+                captured_list.append(captured)
                 if spread:
                     self.drift[i] = spread
                 continue
             if _since is None:
-                captured, spread = buffers.capture(raw)
-            elif ((source := _since._sources[i]) is not None and source() is raw) or (
-                buffers.unchanged(_since._captured[i], raw)
+                captured, spread = capture(raw)
+            elif ((source := since_sources[i]) is not None and source() is raw) or (
+                unchanged(since_captured[i], raw)
             ):
-                captured, spread = _since._captured[i], _since.drift.get(i, 0.0)
-                self._same_as_since.add(i)
+                captured, spread = since_captured[i], since_drift.get(i, 0.0)
+                same.add(i)
             else:
-                captured, spread = self._copy_comparing(_since._captured[i], raw)
-            self._sources.append(buffers.source_ref(raw))
-            self._captured.append(captured)
+                captured, spread = self._copy_comparing(since_captured[i], raw)
+            sources.append(source_ref(raw))
+            captured_list.append(captured)
             if spread:
                 self.drift[i] = spread
         self._values: list[np.ndarray] | None = None
@@ -158,7 +169,11 @@ class Capture:
         return buffers.materialize(self._captured[i])
 
     def _shape(self, i: int) -> tuple[int, ...]:
-        return tuple(int(n) for n in self._captured[i].shape)
+        captured = self._captured[i]
+        if type(captured) is np.ndarray:
+            shape: tuple[int, ...] = captured.shape  # already plain ints
+            return shape
+        return tuple(int(n) for n in captured.shape)
 
     def _dtype(self, i: int) -> str:
         if self.mode == "digest":
@@ -217,7 +232,7 @@ def capture(
     variables = index.select(selectors, exclude)
     if not variables:
         raise ValueError(errors.selected_no_weights(index.describe(selectors, exclude), index.name))
-    chosen = resolve_mode(mode, sum(index.flavor.nbytes(v) for v in variables), digest_above)
+    chosen = resolve_mode(mode, index.flavor.total_nbytes(variables), digest_above)
     return cls(index, variables, selectors, exclude, observations=observations, mode=chosen)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import math
 import os
 import sys
 from collections import Counter
@@ -129,6 +130,10 @@ class Flavor:
             count *= int(n)
         return count * size
 
+    def total_nbytes(self, variables: Sequence[Any]) -> int:
+        """Bytes of all the variables' values (nothing is read)."""
+        return sum(self.nbytes(v) for v in variables)
+
     def is_built(self, layer: Any) -> bool:
         return bool(getattr(layer, "built", False))
 
@@ -165,6 +170,16 @@ class Keras3(Flavor):
         for n in shape:
             count *= n
         return count * _ITEMSIZE.get(dtype, 4)
+
+    def total_nbytes(self, variables: Sequence[Any]) -> int:
+        # Asked before every snapshot (mode="auto"): one pass without a call per variable.
+        total, itemsize, prod = 0, _ITEMSIZE, math.prod
+        try:
+            for variable in variables:
+                total += prod(variable._shape) * itemsize[variable._dtype]
+        except (AttributeError, KeyError, TypeError):  # not a plain Keras 3 variable
+            return super().total_nbytes(variables)
+        return total
 
     def trainable_now(self, model: Any, variables: Sequence[Any]) -> list[bool]:
         # Keras 3's Layer.trainable_weights is `[v for v in self.weights if v.trainable]`
@@ -257,11 +272,15 @@ def walk(flavor: Flavor, root: Any) -> list[LayerNode]:
     nodes: list[LayerNode] = []
 
     def visit(layer: Any, prefix: str, ancestors: tuple[int, ...]) -> None:
-        children = [c for c in flavor.children(layer) if id(c) not in ancestors]
+        children = flavor.children(layer)
+        if not children:  # most layers: a leaf
+            return
+        children = [c for c in children if id(c) not in ancestors]
+        parent = prefix.rstrip("/")
         for child, part in zip(children, _distinct_parts(children), strict=True):
-            path = f"{prefix}{part}"
-            nodes.append(LayerNode(path, child, prefix.rstrip("/")))
-            visit(child, f"{path}/", (*ancestors, id(child)))
+            path = prefix + part
+            nodes.append(LayerNode(path, child, parent))
+            visit(child, path + "/", (*ancestors, id(child)))
 
     visit(root, "", (id(root),))
     return nodes
@@ -271,6 +290,8 @@ def _distinct_parts(children: Sequence[Any]) -> list[str]:
     """The path part of each child: its name, or ``name#n`` where different layers of
     one container share the name."""
     names = [str(child.name) for child in children]
+    if len(set(names)) == len(names):  # the usual case: every name once
+        return names
     repeated = {name for name, n in Counter(names).items() if n > 1}
     seen: dict[str, int] = {}
     parts = []

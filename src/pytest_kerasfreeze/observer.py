@@ -236,7 +236,7 @@ class TestObserver:
                 if whole
                 else index.select([s for _, selected in plans for s in selected])
             )
-            watched = sum(flavor.nbytes(v) for v in variables)
+            watched = flavor.total_nbytes(variables)
             mode = resolve_mode(self.context.mode, watched, self.context.digest_above)
             before = Capture(index, variables, observations=self.context, mode=mode)
             window = self.context.attribution.open([model])
