@@ -159,6 +159,46 @@ def test_unwritable_json_path_is_a_usage_error(user_project, where):
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
 
 
+# -- 7. lazily built models are no compile-order trap, even as an error ------------------
+
+
+def test_lazily_built_models_pass_under_trap_error(user_project):
+    """Models built by their first fit() (no Input; a subclassed model with build()),
+    compiled once and trained twice with no flag touched: nothing to report, even when
+    the trap is an error. The plugin once took the weights created by the first fit()
+    for flags changed after compile()."""
+    result = run(
+        user_project,
+        """
+class BuiltLater(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(8, activation="relu")
+        self.out = keras.layers.Dense(1)
+
+    def call(self, x):
+        return self.out(self.hidden(x))
+
+def no_input():
+    model = keras.Sequential()
+    model.add(keras.layers.Dense(8, activation="relu"))
+    model.add(keras.layers.Dense(1))
+    return model
+
+@pytest.mark.parametrize("make", [no_input, BuiltLater])
+def test_trained_twice(make):
+    model = make()
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(X, Y, verbose=0)
+    model.fit(X, Y, verbose=0)
+""",
+        "--kerasfreeze-trap=error",
+        "-W",
+        "error::pytest_kerasfreeze.CompileOrderWarning",
+    )
+    result.assert_outcomes(passed=2)
+
+
 # -- 8. the first fit() happened before the test ----------------------------------------
 
 
