@@ -232,3 +232,73 @@ def test_the_sdist_tests_collect(sdist):
     assert counted, output
     assert int(counted.group(1)) > 0
     assert "tests/test_selection.py::" in collect.stdout
+
+
+USER_TEST = """
+import keras
+import numpy as np
+import pytest
+
+import pytest_kerasfreeze
+
+
+def model():
+    base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8)], name="base")
+    base.trainable = False
+    inputs = keras.Input((4,))
+    net = keras.Model(inputs, keras.layers.Dense(1, name="head")(base(inputs)))
+    net.compile(optimizer="adam", loss="mse")
+    return net
+
+
+@pytest.mark.frozen("base")
+def test_frozen_base():
+    model().fit(np.ones((8, 4)), np.ones((8, 1)), verbose=0)
+
+
+@pytest.mark.frozen("head")
+def test_head_is_not_frozen():
+    model().fit(np.ones((8, 4)), np.ones((8, 1)), verbose=0)
+
+
+def test_installed_from_the_wheel():
+    print("PACKAGE", pytest_kerasfreeze.__file__)
+"""
+
+
+def test_the_wheel_installed_alone_runs_a_user_test_file(built, tmp_path):
+    """The built wheel, installed by pip into a new virtual environment, runs a user's
+    test file outside any checkout: the markers are there and check. Keras and pytest
+    come from this environment (a path file after the new one's own site-packages, so its
+    .pth files — this checkout's editable install — are not run): ``--no-deps``, offline."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    own = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    import site
+
+    (Path(own) / "zz_outer_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    wheel_path = _only(built / "dist", "*.whl")
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert install.returncode == 0, install.stdout + install.stderr
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_user.py").write_text(USER_TEST)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS")}
+    env["PYTEST_ADDOPTS"] = "-p no:randomly -p no:cacheprovider"
+    run = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-s", "test_user.py"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    assert "1 failed, 2 passed" in output, output
+    assert "2 of 2 weights of 'head' moved" in output, output
+    package = re.search(r"PACKAGE (\S+)", run.stdout)
+    assert package, output
+    assert Path(package.group(1)).resolve().is_relative_to(venv.resolve()), output
