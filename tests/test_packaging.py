@@ -163,7 +163,7 @@ def test_the_wheel_metadata(wheel):
     metadata = _metadata(wheel)
     assert metadata["Name"] == "pytest-kerasfreeze"
     assert metadata["Version"] == VERSION
-    assert metadata["Requires-Python"] == ">=3.10"
+    assert metadata["Requires-Python"] == ">=3.11"
     assert metadata["License-Expression"] == "MIT"
     assert metadata.get_all("License-File") == ["LICENSE"]
     assert metadata["Author"] == "The pytest-kerasfreeze developers"

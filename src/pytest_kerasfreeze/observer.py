@@ -413,9 +413,5 @@ class TestObserver:
 
 
 def _add_note(err: BaseException, note: str) -> None:
-    """``err.add_note(note)``; on Python 3.10, the same ``__notes__`` list by hand."""
-    if hasattr(err, "add_note"):
-        err.add_note(note)
-    else:  # pragma: no cover - Python 3.10
-        notes = getattr(err, "__notes__", None) or []
-        err.__notes__ = [*notes, note]  # type: ignore[attr-defined]
+    """``err.add_note(note)``: the note shows under the user's own error (PEP 678)."""
+    err.add_note(note)
