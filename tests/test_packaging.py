@@ -269,8 +269,9 @@ def test_installed_from_the_wheel():
 def test_the_wheel_installed_alone_runs_a_user_test_file(built, tmp_path):
     """The built wheel, installed by pip into a new virtual environment, runs a user's
     test file outside any checkout: the markers are there and check. Keras and pytest
-    come from this environment (a path file after the new one's own site-packages, so its
-    .pth files — this checkout's editable install — are not run): ``--no-deps``, offline."""
+    come from this environment, added after the install by a path file behind the new
+    one's own site-packages (so its .pth files — this checkout's editable install — are
+    not run, and pip never sees that install): ``--no-deps``, offline."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
@@ -278,15 +279,16 @@ def test_the_wheel_installed_alone_runs_a_user_test_file(built, tmp_path):
         [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
-    import site
-
-    (Path(own) / "zz_outer_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     wheel_path = _only(built / "dist", "*.whl")
     install = subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel_path)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert install.returncode == 0, install.stdout + install.stderr
+    # Only now this environment's packages (pip must not see this checkout's install)
+    import site
+
+    (Path(own) / "zz_outer_env.pth").write_text("\n".join(site.getsitepackages()) + "\n")
     project = tmp_path / "project"
     project.mkdir()
     (project / "test_user.py").write_text(USER_TEST)
