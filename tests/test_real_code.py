@@ -139,6 +139,15 @@ def test_a_model_with_weights_but_not_built_is_watched(weight_tracker):
     assert record.model == gan.name and record.diff.by_submodel() == d.by_submodel()
 
 
+@pytest.mark.trains("discriminator", "generator")
+def test_markers_check_a_model_with_weights_but_not_built():
+    """Markers once failed such a model with "checked nothing": its fit() left no record."""
+    gan = dcgan()
+    before = values_by_variable(gan)
+    gan.fit(data(n=16, in_dim=6)[0], epochs=1, batch_size=8, verbose=0)
+    assert all(moved_by_oracle(gan, before).values())  # the truth the marker must agree with
+
+
 # -- 6. intended freezes are not "shared weights" -------------------------------------
 
 
