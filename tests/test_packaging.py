@@ -292,7 +292,9 @@ def test_the_wheel_installed_alone_runs_a_user_test_file(built, tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     (project / "test_user.py").write_text(USER_TEST)
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS")}
+    # a user's project: the plugin loads by its entry point (whatever this run was told)
+    ours = ("PYTHONPATH", "PYTEST_ADDOPTS", "PYTEST_DISABLE_PLUGIN_AUTOLOAD", "PYTEST_PLUGINS")
+    env = {k: v for k, v in os.environ.items() if k not in ours}
     env["PYTEST_ADDOPTS"] = "-p no:randomly -p no:cacheprovider"
     run = subprocess.run(
         [str(python), "-m", "pytest", "-q", "-s", "test_user.py"],
