@@ -193,3 +193,48 @@ def test_report_is_capped_for_big_models():
     assert len(msg.splitlines()) < 40
     report = info.value.diff.report()
     assert "... and 15 more sub-models and layers" in report
+
+
+ENGINE_ALONE = """
+import os, sys
+import numpy as np
+if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
+    import tf_keras as keras
+else:
+    import keras
+from pytest_kerasfreeze import FreezeAssertionError, assert_frozen, assert_trains_only, snapshot
+
+base = keras.Sequential([keras.Input((4,)), keras.layers.Dense(8, name="features")], name="base")
+base.trainable = False
+inputs = keras.Input((4,))
+model = keras.Model(inputs, keras.layers.Dense(1, name="head")(base(inputs)), name="clf")
+model.compile(optimizer="adam", loss="mse")
+x, y = np.random.rand(32, 4), np.random.rand(32, 1)
+before = snapshot(model)
+with assert_trains_only(model, "head"):
+    model.fit(x, y, verbose=0)
+assert before.diff(snapshot(model)).by_submodel()["head"] == (2, 2)
+try:
+    with assert_frozen(model, "head"):
+        model.fit(x, y, verbose=0)
+except FreezeAssertionError as caught:
+    assert "2 of 2 weights of 'head' moved" in str(caught), str(caught)
+else:
+    raise SystemExit("assert_frozen did not fail")
+print("pytest imported:", "pytest" in sys.modules, "_pytest" in sys.modules)
+"""
+
+
+def test_the_engine_runs_with_no_test_and_no_pytest():
+    """snapshot, diff and the checks in a plain script: no current test context, and
+    pytest itself never imported (the plugin module is the only one that needs it)."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", ENGINE_ALONE], capture_output=True, text=True, timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "pytest imported: False False" in done.stdout, done.stdout
