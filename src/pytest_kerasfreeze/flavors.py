@@ -160,25 +160,19 @@ class Keras3(Flavor):
         return str(variable.name)
 
     def nbytes(self, variable: Any) -> int:
+        return self.total_nbytes((variable,))
+
+    def total_nbytes(self, variables: Sequence[Any]) -> int:
         # A Keras 3 variable keeps its shape as a tuple and its storage dtype as a string:
         # read them directly (``variable.shape`` is a TensorShape built per call on
         # TensorFlow, ``variable.dtype`` consults the autocast scope: ~10 µs together).
-        shape, dtype = getattr(variable, "_shape", None), getattr(variable, "_dtype", None)
-        if not (isinstance(shape, tuple) and isinstance(dtype, str)):
-            return super().nbytes(variable)
-        count = 1
-        for n in shape:
-            count *= n
-        return count * _ITEMSIZE.get(dtype, 4)
-
-    def total_nbytes(self, variables: Sequence[Any]) -> int:
-        # Asked before every snapshot (mode="auto"): one pass without a call per variable.
+        # Asked before every snapshot (mode="auto"): one pass, no call per variable.
         total, itemsize, prod = 0, _ITEMSIZE, math.prod
         try:
             for variable in variables:
                 total += prod(variable._shape) * itemsize[variable._dtype]
         except (AttributeError, KeyError, TypeError):  # not a plain Keras 3 variable
-            return super().total_nbytes(variables)
+            return sum(Flavor.nbytes(self, v) for v in variables)
         return total
 
     def trainable_now(self, model: Any, variables: Sequence[Any]) -> list[bool]:
