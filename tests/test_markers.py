@@ -367,3 +367,51 @@ def test_uses_pretrained(pretrained):
             "  FAIL  @pytest.mark.frozen('base') on clf.fit()*",
         ]
     )
+
+
+EXCLUDE_ONLY = """
+import numpy as np
+
+def weights(model):
+    return {id(v): np.array(v.numpy(), copy=True) for v in model.weights}
+
+def moved(model, before):
+    return {v.path if hasattr(v, "path") else v.name for v in model.weights
+            if not np.array_equal(before[id(v)], v.numpy())}
+
+@pytest.mark.frozen(exclude="head")
+def test_fine_tune_the_head():
+    model = make_model()
+    before = weights(model)
+    model.fit(X, Y, epochs=2, verbose=0)
+    assert len(moved(model, before)) == 2  # the truth: the head's kernel and bias only
+
+@pytest.mark.frozen(exclude="head")
+def test_the_base_unfrozen_by_mistake():
+    model = make_model()
+    model.get_layer("base").trainable = True
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(X, Y, verbose=0)
+
+@pytest.mark.frozen(exclude="head")
+def test_a_model_without_the_excluded_layer():
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, name="other")])
+    other.compile(optimizer="sgd", loss="mse")
+    other.fit(X, Y, verbose=0)
+"""
+
+
+def test_a_marker_with_exclude_alone_checks_every_weight_but_those(user_project):
+    result = run(user_project, EXCLUDE_ONLY)
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "E*FreezeAssertionError: @pytest.mark.frozen(exclude='head') failed on clf.fit(): "
+            "2 of 2 weights of the whole model except 'head' moved in model 'clf'",
+            "*base/base_dense/kernel*(3, 4)*float32*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        ["*@pytest.mark.frozen(exclude='head') checked nothing: no model trained in this "
+         "test holds a layer with weights matching 'head'*"]
+    )  # fmt: skip

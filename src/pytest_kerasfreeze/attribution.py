@@ -59,6 +59,11 @@ class AttributionLog:
         self._last: dict[EventKey, int] = {}  # event -> the last tick it was seen
         self._variables: dict[EventKey, frozenset[int]] = {}  # apply event -> variables
         self._optimizers: dict[int, Any] = {}  # optimizers seen (kept for the test)
+        # optimizer id -> (tick, step count then) when first seen: an optimizer no watched
+        # model holds (the online network's, stepping a target network's shared layers)
+        self._first: dict[int, tuple[int, int | None]] = {}
+        # optimizer id -> "model.attribute" of a trained model holding it
+        self._holders: dict[int, str] = {}
         self._eager: dict[int, int] = {}  # optimizer id -> last tick it ran eagerly
         self._memory: dict[tuple[int, int], _Memory] = {}
         self._calls: list[_Call] = []
@@ -89,7 +94,7 @@ class AttributionLog:
     def applied(self, optimizer: Any, variables: Iterable[int], site: str, traced: bool) -> None:
         """An optimizer updated ``variables`` (ids), called from ``site``."""
         key: EventKey = ("apply", id(optimizer), site)
-        self._optimizers[id(optimizer)] = optimizer
+        self._meet(optimizer)
         self._variables[key] = self._variables.get(key, frozenset()) | frozenset(variables)
         self._record(key, traced)
         if not traced:
@@ -99,6 +104,13 @@ class AttributionLog:
         """A weight was assigned outside any optimizer, by ``kind``."""
         self._record(("assign", var_id, kind, detail), traced)
 
+    def _meet(self, optimizer: Any) -> None:
+        """Keep an optimizer seen for the first time, with its step count now (under a
+        trace: the count before the traced step runs, or ``None`` if unreadable)."""
+        if id(optimizer) not in self._optimizers:
+            self._optimizers[id(optimizer)] = optimizer
+            self._first[id(optimizer)] = (self._tick(), iterations(optimizer))
+
     def _record(self, key: EventKey, traced: bool) -> None:
         self._last[key] = self._tick()
         if traced:
@@ -107,6 +119,11 @@ class AttributionLog:
 
     # -- training calls ------------------------------------------------------------
     def call_started(self, model: Any) -> None:
+        """A training call of ``model`` starts: its optimizers are met (with their step
+        counts before it) and named after it, for windows that watch other models."""
+        for opt_id, (name, optimizer) in optimizers_of(model).items():
+            self._holders.setdefault(opt_id, f"{model.name}.{name}")
+            self._meet(optimizer)
         function = getattr(model, "train_function", None)
         self._calls.append(_Call((id(model), id(function)) if function is not None else None))
 
@@ -176,8 +193,15 @@ class Window:
         ran = set()
         for opt_id, optimizer in log._optimizers.items():
             before, after = self._steps.get(opt_id), iterations(optimizer)
+            first_tick, first_count = log._first.get(opt_id, (0, None))
+            met_here = opt_id not in self._steps and first_tick > self._start
+            if met_here:
+                before = first_count
             stepped = before is not None and after is not None and after > before
-            if stepped or log._eager.get(opt_id, -1) > self._start:
+            # first met under a trace with no readable count: a step traced in this
+            # interval runs in it
+            unknown = met_here and first_count is None
+            if stepped or unknown or log._eager.get(opt_id, -1) > self._start:
                 ran.add(opt_id)
         movers: dict[int, list[Mover]] = {}
         for key, tick in log._last.items():
@@ -189,9 +213,11 @@ class Window:
                     continue
                 optimizer = log._optimizers[opt_id]
                 name = (
-                    self._names.get(opt_id) or f"{type(optimizer).__name__} (not held by the model)"
+                    self._names.get(opt_id)
+                    or log._holders.get(opt_id)
+                    or f"{type(optimizer).__name__} (not held by the model)"
                 )
-                mover = Mover("optimizer", name, site)
+                mover = Mover("optimizer", name, site, opt_id)
                 for var_id in log._variables[key]:
                     if moved.get(var_id):
                         movers.setdefault(var_id, []).append(mover)

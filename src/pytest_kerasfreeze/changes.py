@@ -6,7 +6,7 @@ Plain data, built by :mod:`pytest_kerasfreeze.weightdiff` and read by everything
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 MoverKind = Literal["optimizer", "forward", "callback", "outside"]
@@ -32,6 +32,9 @@ class Mover:
     kind: MoverKind
     name: str = ""
     location: str = ""
+    # the optimizer object's id (kind "optimizer"): what ``by=`` given as an object
+    # matches; not part of equality, so a Mover compares by what it says
+    optimizer_id: int | None = field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         if self.kind == "optimizer":
@@ -44,6 +47,33 @@ class Mover:
 
     def to_dict(self) -> dict[str, str]:
         return {"kind": self.kind, "name": self.name, "location": self.location}
+
+
+@dataclass(frozen=True)
+class OptimizerRef:
+    """The optimizer a ``by=`` check is about, resolved when the check starts.
+
+    ``name`` is what messages call it (the model attribute holding it, or its class);
+    ``ident`` the id of the optimizer object when one is known: movers are then matched
+    by identity, whoever holds the optimizer. With no object (a marker's attribute
+    name on a model that does not hold it), movers are matched by name.
+
+    Example::
+
+        ref = OptimizerRef("g_optimizer", id(gan.g_optimizer))
+        assert ref.matches(Mover("optimizer", "g_optimizer", "fit()", id(gan.g_optimizer)))
+    """
+
+    name: str
+    ident: int | None = None
+
+    def matches(self, mover: Mover) -> bool:
+        """Whether ``mover`` is this optimizer applying an update."""
+        if mover.kind != "optimizer":
+            return False
+        if self.ident is not None:
+            return mover.optimizer_id == self.ident
+        return mover.name == self.name
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, overload
 
-from pytest_kerasfreeze import context
+from pytest_kerasfreeze import context, tracing
 from pytest_kerasfreeze.arguments import as_selectors, check_tolerances
 from pytest_kerasfreeze.attribution import Window
 from pytest_kerasfreeze.captures import Mode
@@ -158,6 +158,8 @@ class FreezeCheck(Watch):
         mode: Mode | None = None,
     ) -> None:
         self.by = by
+        # resolved now: a by= that names no optimizer fails before any training
+        self._by = None if by is None else tracing.resolve_by(model, by)
         if expect == "trains_only":  # the other half is "nothing else moves": watch it all
             super().__init__(model, (), atol=atol, rtol=rtol, mode=mode)
             self._before._index.select(layers, as_selectors(exclude))  # typos fail now
@@ -204,7 +206,7 @@ class FreezeCheck(Watch):
         # what the diagnosis found on the training calls made on this model meanwhile
         found = ctx.findings_for(self.model, self._mark) if ctx is not None else []
         return filled._check(self.expect, self.layers, exclude=self.exclude, allow=self.allow,
-                             by=self.by, atol=self.atol, rtol=self.rtol, source="helper",
+                             by=self._by, atol=self.atol, rtol=self.rtol, source="helper",
                              label=f"assert_{self.expect}", findings=found)  # fmt: skip
 
     def run_fit(self, x: Any, y: Any, fit_kwargs: dict[str, Any]) -> WeightDiff:

@@ -54,7 +54,19 @@ class MarkerSpec:
         if self.by is not None:
             extra += f", by={self.by if isinstance(self.by, str) else type(self.by).__name__!r}"
         extra += "".join(f", {k}={v:g}" for k, v in (("atol", self.atol), ("rtol", self.rtol)) if v)
-        return f"@pytest.mark.{self.kind}({selector_text(self.layers)}{extra})"
+        args = f"{selector_text(self.layers)}{extra}" if self.layers else extra[2:]
+        return f"@pytest.mark.{self.kind}({args})"
+
+    @property
+    def whole_model(self) -> bool:
+        """``exclude=`` alone: the selection is every weight of the model but those."""
+        return not self.layers
+
+    @property
+    def named(self) -> tuple[Any, ...]:
+        """What a model must hold for the marker to check it: its layers, or what
+        ``exclude=`` alone names."""
+        return self.layers or self.exclude
 
     def unmatched(self) -> list[Any]:
         return [s for i, s in enumerate(self.layers) if i not in self.matched]
@@ -72,9 +84,9 @@ def parse_marker(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Ma
     unknown = sorted(set(kwargs) - set(_KEYWORDS[name]))
     if unknown:
         raise MarkerUsageError(errors.marker_unknown_keywords(name, unknown, usage))
-    if not args:
-        raise MarkerUsageError(errors.marker_needs_layers(name, usage))
     exclude = as_selectors(kwargs.get("exclude", ()))
+    if not args and not exclude:  # exclude= alone: every weight of the model but those
+        raise MarkerUsageError(errors.marker_needs_layers(name, usage))
     allow = as_selectors(kwargs.get("allow", ()))
     for arg in (*args, *exclude, *allow):
         if not _is_selector(arg):

@@ -230,7 +230,9 @@ class TestObserver:
         before = None
         window = None
         if plans or tracker is not None:
-            whole = tracker is not None or any(s.kind == "trains_only" for s, _ in plans)
+            whole = tracker is not None or any(
+                s.kind == "trains_only" or s.whole_model for s, _ in plans
+            )
             variables = (
                 index.variables
                 if whole
@@ -263,7 +265,7 @@ class TestObserver:
             found = merge(found, diff._diagnose())
             for finding in found:
                 self.context.add_finding(model, finding)
-            self._check_markers(plans, diff, found, f"{model.name}.{method}()")
+            self._check_markers(model, plans, diff, found, f"{model.name}.{method}()")
         finally:
             if tracker is not None:
                 self._record(tracker, model, method, diff, found)
@@ -299,6 +301,7 @@ class TestObserver:
 
     def _check_markers(
         self,
+        model: Any,
         plans: list[tuple[MarkerSpec, list[Any]]],
         diff: WeightDiff,
         found: list[Finding],
@@ -308,9 +311,12 @@ class TestObserver:
         failures = []
         for spec, selected in plans:
             spec.checks += 1
+            # a marker checks every model holding its layers: a by= name another model
+            # holds is matched by name on this one
+            by = None if spec.by is None else tracing.resolve_by(model, spec.by, strict=False)
             try:
                 diff._check(spec.kind, selected, exclude=spec.exclude, allow=spec.allow,
-                            by=spec.by, atol=spec.atol, rtol=spec.rtol, source="marker",
+                            by=by, atol=spec.atol, rtol=spec.rtol, source="marker",
                             label=spec.label, call=where, findings=found)  # fmt: skip
             except FreezeAssertionError as err:
                 failures.append(err)
@@ -357,8 +363,13 @@ class TestObserver:
 
     def _plans(self, index: ModelIndex) -> list[tuple[MarkerSpec, list[Any]]]:
         """For each marker, the selectors that select weights of this model."""
-        plans = []
+        plans: list[tuple[MarkerSpec, list[Any]]] = []
         for spec in self.markers:
+            if spec.whole_model:
+                # exclude= alone checks the models that hold what it excludes
+                if all(index.resolve(s, missing_ok=True) for s in spec.exclude):
+                    plans.append((spec, []))
+                continue
             selected = []
             for i, selector in enumerate(spec.layers):
                 if index.resolve(selector, missing_ok=True):
@@ -379,7 +390,7 @@ class TestObserver:
                 continue
             message = errors.checked_nothing(
                 spec.label,
-                spec.layers,
+                spec.named,
                 self._did_you_mean(spec),
                 [m.describe() for m in self.trained],
             )
@@ -389,7 +400,7 @@ class TestObserver:
             self.context.add_check(
                 CheckResult(
                     source="marker", check=spec.label, expect=spec.kind, model=None, moved=0,
-                    total=0, passed=False, layers=[str(getattr(s, "name", s)) for s in spec.layers],
+                    total=0, passed=False, layers=[str(getattr(s, "name", s)) for s in spec.named],
                     atol=spec.atol, rtol=spec.rtol, failure=message, checked_nothing=True,
                 )
             )  # fmt: skip
@@ -399,7 +410,7 @@ class TestObserver:
         candidates = [name for m in self.trained for name in m.names]
         candidates += [p for m in self.trained for p in m.paths]
         hints = [
-            errors.did_you_mean(s.strip("/"), candidates) for s in spec.layers if isinstance(s, str)
+            errors.did_you_mean(s.strip("/"), candidates) for s in spec.named if isinstance(s, str)
         ]
         return next((h for h in hints if h), "")
 

@@ -18,6 +18,7 @@ import os
 import sys
 from typing import Any, Literal
 
+from pytest_kerasfreeze.changes import OptimizerRef
 from pytest_kerasfreeze.flavors import LIBRARY_PACKAGES, flavor_of, package_of
 from pytest_kerasfreeze.messages import errors
 
@@ -58,15 +59,26 @@ def optimizers_of(model: Any) -> dict[int, tuple[str, Any]]:
     return found
 
 
-def optimizer_name(model: Any, optimizer: Any) -> str:
-    """The name a mover gives ``optimizer`` (an object, or already its name): the model
-    attribute that holds it. ``ValueError`` for an optimizer the model does not hold."""
-    if isinstance(optimizer, str):
-        return optimizer
-    for name, held in optimizers_of(model).values():
-        if held is optimizer:
-            return name
-    raise ValueError(errors.optimizer_not_held(optimizer, str(model.name)))
+def resolve_by(model: Any, by: Any, *, strict: bool = True) -> OptimizerRef:
+    """What ``by=`` names, resolved when the check starts: an optimizer object (held by
+    ``model`` or not: a target network trained through the online model's optimizer),
+    or the name of an attribute of ``model`` holding one (``"g_optimizer"``).
+
+    ``ValueError`` for anything else; with ``strict=False`` (a marker, which checks
+    every model holding its layers) a name ``model`` does not hold is matched by name.
+    """
+    held = optimizers_of(model)
+    if isinstance(by, str):
+        for ident, (name, _) in held.items():
+            if name == by:
+                return OptimizerRef(name, ident)
+        if strict:
+            raise ValueError(errors.by_not_held(by, str(model.name), [n for n, _ in held.values()]))
+        return OptimizerRef(by)
+    if not is_optimizer(by):
+        raise ValueError(errors.by_not_an_optimizer(by))
+    name = held[id(by)][0] if id(by) in held else f"{type(by).__name__} (not held by the model)"
+    return OptimizerRef(name, id(by))
 
 
 def optimizer_variables(optimizer: Any) -> list[Any]:
@@ -99,10 +111,16 @@ def synced_model(model: Any) -> Any:
 def iterations(optimizer: Any) -> int | None:
     """The optimizer's step counter, or ``None`` where it cannot be read now (a JAX
     tracer left behind by a stateful update under ``jit``)."""
+    tf = sys.modules.get("tensorflow")
     try:
         counter = getattr(optimizer, "iterations", None)
         if counter is None:
             return None
+        if tf is not None and tf.inside_function():
+            # seen while a tf.function traces its step: the value outside the trace is
+            # the count before the step runs
+            with tf.init_scope():
+                return int(counter.numpy())
         value = counter.numpy() if hasattr(counter, "numpy") else counter
         return int(value)
     except Exception:  # noqa: BLE001 - unreadable: the caller falls back to what it saw

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pytest_kerasfreeze.changes import WeightChange
+from pytest_kerasfreeze.changes import OptimizerRef, WeightChange
 
 Half = tuple[str, list[WeightChange], list[WeightChange]]  # (what, offending, population)
 
@@ -24,7 +24,7 @@ def halves(
     selected: Sequence[WeightChange],
     everything: Sequence[WeightChange],
     allowed: set[str],
-    by: str | None = None,
+    by: OptimizerRef | None = None,
 ) -> list[Half]:
     """Every part of the expectation with what broke it (possibly nothing) and the
     weights it looked at. ``allowed``: paths outside the selection that may move."""
@@ -33,10 +33,8 @@ def halves(
         pool = [c for c in selected if c.declared_trainable]
         out.append(("did not move", [c for c in pool if not c.moved], pool))
     if expect == "frozen" and by is not None:
-        stepped = [
-            c for c in selected if any(m.kind == "optimizer" and m.name == by for m in c.moved_by)
-        ]
-        out.append((f"were updated by {by}", stepped, list(selected)))
+        stepped = [c for c in selected if any(by.matches(m) for m in c.moved_by)]
+        out.append((f"were updated by {by.name}", stepped, list(selected)))
     elif expect == "frozen":
         out.append(("moved", [c for c in selected if c.moved], list(selected)))
     if expect == "trains_only":

@@ -16,7 +16,7 @@ from typing import Any
 from pytest_kerasfreeze import buffers, plots, verdicts
 from pytest_kerasfreeze.arguments import as_selectors, check_tolerances
 from pytest_kerasfreeze.captures import Capture, digest_stats
-from pytest_kerasfreeze.changes import Mover, WeightChange
+from pytest_kerasfreeze.changes import Mover, OptimizerRef, WeightChange
 from pytest_kerasfreeze.diagnosis import (
     nonfinite_finding,
     reality_findings,
@@ -28,7 +28,7 @@ from pytest_kerasfreeze.exceptions import FreezeAssertionError, LayerNotFoundErr
 from pytest_kerasfreeze.findings import NONFINITE, Finding, merge
 from pytest_kerasfreeze.messages import errors, html, reports, selection_text, selector_text
 from pytest_kerasfreeze.results import CheckResult, CheckSource, DiffFigures, Expect
-from pytest_kerasfreeze.tracing import optimizer_name
+from pytest_kerasfreeze.tracing import resolve_by
 
 Selectors = Sequence[Any]
 
@@ -291,7 +291,7 @@ class WeightDiff:
         __tracebackhide__ = True
         judged, result, error = self._judge(expect, layers, as_selectors(exclude),
                                             as_selectors(allow), atol, rtol, source, label,
-                                            call, findings, self._optimizer_name(by))  # fmt: skip
+                                            call, findings, self._by(by))  # fmt: skip
         observations = self._require_before().observations
         if observations is not None:
             observations.add_check(result)
@@ -311,7 +311,7 @@ class WeightDiff:
         label: str,
         call: str | None,
         findings: Sequence[Finding],
-        by: str | None = None,
+        by: OptimizerRef | None = None,
     ) -> tuple[WeightDiff, CheckResult, FreezeAssertionError | None]:
         judged = self.with_tolerance(atol, rtol)
         selected = judged.select(*layers, exclude=exclude)
@@ -352,8 +352,9 @@ class WeightDiff:
             ]
         title = f"{label} failed" + (f" on {call}" if call else "")
         expectation = reports.Expectation(
-            expect, tuple(layers), judged.atol, judged.rtol, tuple(exclude), by
-        )
+            expect, tuple(layers), judged.atol, judged.rtol, tuple(exclude),
+            by.name if by is not None else None,
+        )  # fmt: skip
         message = reports.failure_message(title, self.model_name, expectation, failed,
                                           judged.by_submodel(), diagnosis, nonfinite,
                                           self._require_before().mode == "digest")  # fmt: skip
@@ -362,11 +363,20 @@ class WeightDiff:
                                      tuple(diagnosis))  # fmt: skip
         return judged, result, FreezeAssertionError(message, diff=judged, findings=diagnosis)
 
-    def _optimizer_name(self, by: Any) -> str | None:
-        """``by=``: the name movers carry for that optimizer (the model attribute)."""
-        if by is not None and not self._attributed:
+    def _by(self, by: Any) -> OptimizerRef | None:
+        """``by=`` as the optimizer it names (already resolved by a check that started
+        before the training, or resolved now), named as the movers name it."""
+        if by is None:
+            return None
+        if not self._attributed:
             raise ValueError(errors.by_needs_attribution(self.model_name))
-        return None if by is None else optimizer_name(self._require_before().model, by)
+        ref = by if isinstance(by, OptimizerRef) else resolve_by(self._require_before().model, by)
+        if ref.ident is not None:  # the name the watched interval gave it, if it moved any
+            for change in self._changes:
+                for mover in change.moved_by:
+                    if ref.matches(mover):
+                        return OptimizerRef(mover.name, ref.ident)
+        return ref
 
     def _diagnose(self, findings: Sequence[Finding] = ()) -> list[Finding]:
         """``findings`` plus what this diff shows: weights shared through another

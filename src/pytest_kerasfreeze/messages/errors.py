@@ -154,11 +154,20 @@ def by_needs_attribution(model: str) -> str:
     )
 
 
-def optimizer_not_held(optimizer: Any, model: str) -> str:
+def by_not_held(name: str, model: str, held: list[str]) -> str:
+    holds = f"it holds {', '.join(repr(n) for n in held)}" if held else "it holds no optimizer"
     return (
-        f"by={type(optimizer).__name__} is not an optimizer that model {model!r} holds "
-        f"(model.optimizer or an attribute like g_optimizer): pass one of those, or its "
-        f"attribute name"
+        f"by={name!r}: model {model!r} has no optimizer attribute of that name ({holds}): "
+        f"pass the optimizer object itself (by=other_model.optimizer for an optimizer "
+        f"another model holds), or the name of an attribute of {model!r} that holds one"
+    )
+
+
+def by_not_an_optimizer(by: Any) -> str:
+    return (
+        f"by={by!r} is not an optimizer: pass a Keras optimizer object (held by the "
+        f"watched model or by another one, e.g. by=online.optimizer) or the name of the "
+        f"model attribute that holds it, e.g. by='g_optimizer'"
     )
 
 
@@ -267,7 +276,9 @@ def marker_unknown_keywords(name: str, unknown: Sequence[str], usage: str) -> st
 def marker_needs_layers(name: str, usage: str) -> str:
     return (
         f"@pytest.mark.{name}() needs at least one layer: write {usage} with layer names, "
-        f"paths like 'outer/inner' or globs like 'block*', e.g. @pytest.mark.{name}('base')"
+        f"paths like 'outer/inner' or globs like 'block*', e.g. @pytest.mark.{name}('base'), "
+        f"or exclude= alone for every weight but those, e.g. "
+        f"@pytest.mark.{name}(exclude='head')"
     )
 
 
