@@ -149,3 +149,27 @@ def test_a_guard_per_epoch_leaves_keras_batch_dispatch_as_it_was():
     assert per_batches._async_train is False
     if BACKEND == "jax":
         assert per_epoch._async_train is True
+
+
+def test_a_guard_is_a_callback_of_the_keras_in_use():
+    """Frameworks and user code check callbacks by type (issue 20, 7)."""
+    guard = FreezeGuard(frozen="base", every=2)
+    assert isinstance(guard, keras.callbacks.Callback)
+    assert isinstance(guard, FreezeGuard)
+    # a wrapper as users write it: keep only real callbacks, then train with them
+    model, _ = base_and_head(freeze_base=True)
+    before = {id(v): value_of(v) for v in model.weights}
+    callbacks = [cb for cb in [guard, "not a callback"] if isinstance(cb, keras.callbacks.Callback)]
+    model.fit(*data(), epochs=2, batch_size=8, verbose=0, callbacks=callbacks)
+    assert [(r.epoch, r.step, r.passed) for r in guard.results] == [
+        (0, 1, True), (0, 3, True), (1, 1, True), (1, 3, True)
+    ]  # fmt: skip
+    moved = [not np.array_equal(before[id(v)], value_of(v)) for v in model.weights]
+    assert [c.moved for c in guard.results[-1].diff.changes] == moved
+    assert guard.model is model
+
+
+def test_a_guard_checking_per_epoch_leaves_the_batch_hooks_to_keras():
+    guard = FreezeGuard(frozen="base")
+    assert type(guard).on_train_batch_end is keras.callbacks.Callback.on_train_batch_end
+    assert guard.on_train_batch_end.__func__ is keras.callbacks.Callback.on_train_batch_end

@@ -359,3 +359,15 @@ def keras_modules(import_missing: bool) -> list[Any]:
 def package_of(frame: Any) -> str:
     """The top-level package a frame's code belongs to."""
     return str(frame.f_globals.get("__name__", "")).split(".", 1)[0]
+
+
+def callback_bases() -> tuple[type, ...]:
+    """The ``Callback`` classes of the Keras flavours in use (Keras 3, tf_keras, or both
+    when both are imported), importing the one ``TF_USE_LEGACY_KERAS`` names if none is."""
+    modules = keras_modules(import_missing=False) or keras_modules(import_missing=True)
+    if not modules:
+        raise ImportError(
+            "FreezeGuard is a Keras callback, but neither keras nor tf_keras can be imported "
+            "here: pip install keras (or tf_keras)"
+        )
+    return tuple(module.callbacks.Callback for module in modules)

@@ -21,6 +21,7 @@ from pytest_kerasfreeze import context
 from pytest_kerasfreeze.arguments import as_selectors, check_tolerances
 from pytest_kerasfreeze.captures import MODES, Mode
 from pytest_kerasfreeze.exceptions import FreezeAssertionError, FreezeViolationWarning
+from pytest_kerasfreeze.flavors import callback_bases
 from pytest_kerasfreeze.messages import errors, selector_text
 from pytest_kerasfreeze.results import Expect
 from pytest_kerasfreeze.snapshots import Snapshot, take
@@ -46,6 +47,10 @@ class GuardCheck:
 class FreezeGuard:
     """A Keras callback that checks freezes while a model trains.
 
+    An instance is a ``keras.callbacks.Callback`` (and a ``tf_keras`` one where tf_keras
+    is in use): the class made on first use subclasses the ``Callback`` of the Keras in
+    use, so loading the plugin imports no Keras.
+
     ``frozen`` selections must not move, every declared-trainable weight of ``trains``
     must move, and with ``trains_only`` those must move and nothing else may (``allow``:
     weights outside it that may). Selectors are those of the helpers (layer names and
@@ -62,6 +67,10 @@ class FreezeGuard:
 
     # tf_keras' CallbackList asks every callback these
     _supports_tf_logs = False
+    _chief_worker_only = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> FreezeGuard:
+        return object.__new__(_callback_class(cls))
 
     def __init__(
         self,
@@ -96,14 +105,26 @@ class FreezeGuard:
         self.mode = mode
         self.atol, self.rtol = check_tolerances(atol, rtol)
         self.results: list[GuardCheck] = []
-        self.model: Any = None
+        self._guarded: Any = None
         self.params: dict[str, Any] = {}
+        self.validation_data = None
+        if isinstance(every, int):  # Keras calls batch hooks only where they are defined
+            self.on_train_batch_end = self._on_train_batch_end
         self._before: Snapshot | None = None
         self._epoch = 0
 
     # -- the Keras callback protocol ---------------------------------------------------
+    @property
+    def model(self) -> Any:
+        """The model being trained (as given to ``set_model``)."""
+        return self._guarded
+
+    @model.setter
+    def model(self, model: Any) -> None:
+        self._guarded = model
+
     def set_model(self, model: Any) -> None:
-        self.model = model
+        self._guarded = model
 
     def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
@@ -126,13 +147,6 @@ class FreezeGuard:
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         if self.every == "epoch":
             self.check()
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "on_train_batch_end" and isinstance(self.__dict__.get("every"), int):
-            return self._on_train_batch_end
-        if name.startswith("on_"):  # every other hook: nothing to do
-            return _nothing
-        raise AttributeError(name)
 
     def _implements_train_batch_hooks(self) -> bool:
         return isinstance(self.every, int)
@@ -195,11 +209,22 @@ def _selection(selectors: tuple[Any, ...]) -> str:
     return text if len(selectors) == 1 else f"({text})"
 
 
-def _nothing(*args: Any, **kwargs: Any) -> None:
-    return None
+_CLASSES: dict[tuple[type, ...], type] = {}
 
 
-# Keras 3 dispatches batch hooks asynchronously on JAX only while every callback leaves
-# them as the base class has them (``keras.src.utils.python_utils.default``): a guard that
-# checks per epoch must not make every batch wait for its logs.
-_nothing._is_default = True  # type: ignore[attr-defined]
+def _callback_class(cls: type) -> type:
+    """``cls`` as a subclass of the ``Callback`` classes of the Keras in use, made once
+    per set of bases. Every hook the guard does not define is the base class's own: Keras
+    3 dispatches batch hooks asynchronously on JAX only while every callback leaves them
+    as the base class has them, so a guard that checks per epoch costs no batch a wait."""
+    bases = tuple(b for b in callback_bases() if not issubclass(cls, b))
+    if not bases:
+        return cls
+    key = (cls, *bases)
+    if key not in _CLASSES:
+        _CLASSES[key] = type(
+            cls.__name__,
+            (cls, *bases),
+            {"__module__": cls.__module__, "__qualname__": cls.__qualname__},
+        )
+    return _CLASSES[key]
