@@ -120,9 +120,11 @@ def test_imports_only_go_down(path):
             )
 
 
-def test_no_module_is_too_long():
-    too_long = {module_name(p): n for p in MODULES if (n := len(p.read_text().splitlines())) > 450}
-    assert too_long == {}
+def test_no_line_is_fitted_with_fmt_skip():
+    """A module is as long as its job needs (issue 21): no ``# fmt: skip`` added to fit
+    a line cap. Those left from the cap are counted down, never up."""
+    skips = sum(p.read_text().count("# fmt: skip") for p in MODULES)
+    assert skips <= 45
 
 
 def test_no_hidden_per_test_state_outside_context():

@@ -351,10 +351,10 @@ class WeightDiff:
                 f for f in diagnosis if f.kind != NONFINITE
             ]
         title = f"{label} failed" + (f" on {call}" if call else "")
+        by_name = by.name if by is not None else None
         expectation = reports.Expectation(
-            expect, tuple(layers), judged.atol, judged.rtol, tuple(exclude),
-            by.name if by is not None else None,
-        )  # fmt: skip
+            expect, tuple(layers), judged.atol, judged.rtol, tuple(exclude), by_name
+        )
         message = reports.failure_message(title, self.model_name, expectation, failed,
                                           judged.by_submodel(), diagnosis, nonfinite,
                                           self._require_before().mode == "digest")  # fmt: skip
