@@ -7,7 +7,10 @@ Each test id (classname::name, as pytest writes it; xdist-safe) gets one outcome
 passed, failed, error (setup/teardown or collection), failed+error, skipped, xfailed.
 Prints every id whose outcome differs (or that appears in only one file), with the
 candidate's message (and, with --details, its full text), and exits 1 if there is any
-difference, 0 otherwise, 2 on bad input. Standard library only.
+difference, 0 otherwise, 2 on bad input. A test that passed without the plugin and
+failed with it on a ``CompileOrderWarning`` saying this Keras ignores a flag change (it
+trains weights contrary to their flags: the one warning the plugin gives a test that asks
+for nothing) is listed but not counted. Standard library only.
 """
 
 from __future__ import annotations
@@ -45,6 +48,13 @@ def outcomes(path: str) -> dict[str, tuple[str, str, str]]:
     return result
 
 
+def freeze_does_not_hold(text: str) -> bool:
+    """The one way a test that asks for nothing may end differently with the plugin: a
+    ``CompileOrderWarning`` (an error under ``-W error``) saying this Keras ignores the
+    change, so it trains weights contrary to their flags."""
+    return "CompileOrderWarning" in text and ": ignored" in text
+
+
 def compare(baseline: str, candidate: str, details: bool = False) -> int:
     """Print every test whose outcome differs and a one-line count; return how many."""
     a, b = outcomes(baseline), outcomes(candidate)
@@ -53,6 +63,10 @@ def compare(baseline: str, candidate: str, details: bool = False) -> int:
         oa = a.get(test_id, ("absent", "", ""))
         ob = b.get(test_id, ("absent", "", ""))
         if oa[0] == ob[0]:
+            continue
+        if oa[0] == "passed" and freeze_does_not_hold(ob[2]):
+            print(f"{test_id}: passed -> {ob[0]}, as it may: the freeze does not hold here")
+            print(f"    {ob[1]}")
             continue
         diffs += 1
         print(f"{test_id}: {oa[0]} -> {ob[0]}")

@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     common = ["-q", "-rfE", "-p", "no:cacheprovider", "-p", "no:randomly"]
     common += ["-o", "junit_family=xunit1", "-n", options.workers, *extra]
+    # the plugin's warnings are errors in both runs, whatever the suite's own settings
+    # filter (Keras' ignores every UserWarning): harmless must hold under -W error too
+    common += ["-W", "error::pytest_kerasfreeze.exceptions.KerasFreezeWarning"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env_extra}
     print(f"peer/run.py {options.suite} on {active}: without, then with pytest-kerasfreeze")
     off = run_once("off", [*args, *common, "-p", "no:kerasfreeze"], env, out)

@@ -356,3 +356,75 @@ def test_expected_to_fail():
     assert check["checked_nothing"] is True and check["passed"] is False
     assert "Did you mean 'base'?" in check["failure"]
     assert data["test_user.py::test_expected_to_fail"]["outcome"] == "xfailed"
+
+
+# -- round 3, issue 20 (8): harmless under -W error ---------------------------------------
+
+HONOURED_HERE = """
+import os
+import numpy as np
+
+RUNTIME = "tf_keras" if os.environ.get("TF_USE_LEGACY_KERAS") == "1" else keras.backend.backend()
+
+def copies(model):
+    return {id(v): np.array(v.numpy(), copy=True) for v in model.weights}
+
+def test_freeze_between_compile_and_fit():
+    model = make_model()
+    model.get_layer("head").trainable = False  # after compile(), before the first fit()
+    before = copies(model)
+    model.fit(X, Y, verbose=0)
+    head = {id(v) for v in model.get_layer("head").weights}
+    moved = {i for i, v in before.items() if not np.array_equal(v, next(
+        w.numpy() for w in model.weights if id(w) == i))}
+    # the truth on this Keras: Keras 3 honours the change, tf_keras trains the head
+    assert (moved & head == set()) == (RUNTIME != "tf_keras")
+"""
+
+
+def test_an_unmarked_change_this_keras_honours_is_no_warning_under_w_error(user_project):
+    import os
+
+    legacy = os.environ.get("TF_USE_LEGACY_KERAS") == "1"
+    user_project.makeini("[pytest]\nfilterwarnings =\n    error\n    ignore::DeprecationWarning\n")
+    without = run(user_project, HONOURED_HERE, "-p", "no:kerasfreeze")
+    without.assert_outcomes(passed=1)
+    result = run(user_project, HONOURED_HERE, "--kerasfreeze-json=out.json")
+    if legacy:  # tf_keras trains the head it was told to freeze: the one warning left
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines(
+            ["*CompileOrderWarning: clf: 2 weights frozen after compile()*"]
+        )
+        return
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*= kerasfreeze =*",
+            "1 trainable change made after compile() or after the first fit() that this Keras "
+            "honours and another Keras does not (the same code trains other weights there):",
+            "  test_user.py::test_freeze_between_compile_and_fit: clf: 2 weights frozen after "
+            "compile() (set at test_user.py:*); Keras 3* honoured",
+        ]
+    )
+    data = json.loads((user_project.path / "out.json").read_text())
+    [finding] = data["test_user.py::test_freeze_between_compile_and_fit"]["findings"]
+    assert (finding["kind"], finding["outcome"]) == ("compile-order trap", "honoured")
+
+
+@pytest.mark.parametrize(
+    "how", ["marker", "--kerasfreeze-trap=warn", "kerasfreeze_trap = warn"]
+)  # fmt: skip
+def test_a_test_that_asks_or_an_explicit_trap_setting_still_warns(user_project, how):
+    source = HONOURED_HERE
+    args = ["-W", "error::pytest_kerasfreeze.CompileOrderWarning"]
+    if how == "marker":
+        source = source.replace(
+            "def test_freeze_between", '@pytest.mark.trains("base_dense")\ndef test_freeze_between'
+        )
+    elif how.startswith("--"):
+        args.append(how)
+    else:
+        user_project.makeini(f"[pytest]\n{how}\n")
+    result = run(user_project, source, *args)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*CompileOrderWarning: clf: 2 weights frozen after compile()*"])

@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pytest_kerasfreeze.changes import Mover
-from pytest_kerasfreeze.tracing import AssignKind, iterations, optimizers_of
+from pytest_kerasfreeze.tracing import (
+    AssignKind,
+    GradientKind,
+    iterations,
+    loss_scale,
+    optimizers_of,
+    update_delays,
+)
 
 EventKey = tuple[Any, ...]  # ("apply", optimizer id, site) | ("assign", var id, kind, detail)
 
@@ -64,11 +71,18 @@ class AttributionLog:
         self._first: dict[int, tuple[int, int | None]] = {}
         # optimizer id -> "model.attribute" of a trained model holding it
         self._holders: dict[int, str] = {}
+        # apply event -> {variable id: "none" | "zero"}: what its gradient was
+        self._gradients: dict[EventKey, dict[int, GradientKind]] = {}
         self._eager: dict[int, int] = {}  # optimizer id -> last tick it ran eagerly
         self._memory: dict[tuple[int, int], _Memory] = {}
         self._calls: list[_Call] = []
         self._windows = 0
         self._local = threading.local()
+
+    @property
+    def windows(self) -> int:
+        """How many watched intervals are open (checks and watches in progress)."""
+        return self._windows
 
     @property
     def listening(self) -> bool:
@@ -91,11 +105,22 @@ class AttributionLog:
     def leave_optimizer(self) -> None:
         self._local.depth = max(0, getattr(self._local, "depth", 0) - 1)
 
-    def applied(self, optimizer: Any, variables: Iterable[int], site: str, traced: bool) -> None:
-        """An optimizer updated ``variables`` (ids), called from ``site``."""
+    def applied(
+        self,
+        optimizer: Any,
+        variables: Iterable[int],
+        site: str,
+        traced: bool,
+        gradients: Mapping[int, GradientKind] | None = None,
+    ) -> None:
+        """An optimizer updated ``variables`` (ids), called from ``site``; ``gradients``
+        says which variables it was handed no gradient (``"none"``) or an all-zero one
+        (``"zero"``, known only where the step runs eagerly)."""
         key: EventKey = ("apply", id(optimizer), site)
         self._meet(optimizer)
         self._variables[key] = self._variables.get(key, frozenset()) | frozenset(variables)
+        if gradients:
+            self._gradients.setdefault(key, {}).update(gradients)
         self._record(key, traced)
         if not traced:
             self._eager[id(optimizer)] = self._clock
@@ -182,7 +207,22 @@ class Window:
         for model in models:
             candidates.update({i: o for i, (_, o) in optimizers_of(model).items()})
         self._steps = {i: iterations(o) for i, o in candidates.items()}
+        self._scales = {i: loss_scale(o) for i, o in candidates.items()}
         self._closed = False
+        # filled by close(): the settings of the optimizers that ran which delay or skip
+        # updates, and what the weights' gradients were
+        self.delays: list[tuple[str, str, Any]] = []
+        self.gradients: dict[int, GradientKind] = {}
+
+    def _name(self, opt_id: int) -> str:
+        """What movers call an optimizer: the watched model's attribute holding it, else
+        ``"model.attribute"`` of a trained model holding it, else its class."""
+        log = self._log
+        return (
+            self._names.get(opt_id)
+            or log._holders.get(opt_id)
+            or f"{type(log._optimizers[opt_id]).__name__} (not held by the model)"
+        )
 
     def close(self, moved: Mapping[int, bool]) -> dict[int, tuple[Mover, ...]]:
         """The movers of each moved variable (``moved``: variable id -> moved?)."""
@@ -203,6 +243,15 @@ class Window:
             unknown = met_here and first_count is None
             if stepped or unknown or log._eager.get(opt_id, -1) > self._start:
                 ran.add(opt_id)
+            # called in the interval (a step counter that did not advance is one delay)
+            called = opt_id in ran or any(
+                key[0] == "apply" and key[1] == opt_id and tick > self._start
+                for key, tick in log._last.items()
+            )
+            if called:
+                steps = after - before if before is not None and after is not None else None
+                for setting, value in update_delays(optimizer, steps, self._scales.get(opt_id)):
+                    self.delays.append((self._name(opt_id), setting, value))
         movers: dict[int, list[Mover]] = {}
         for key, tick in log._last.items():
             if tick <= self._start:
@@ -211,13 +260,9 @@ class Window:
                 opt_id, site = key[1], key[2]
                 if opt_id not in ran:
                     continue
-                optimizer = log._optimizers[opt_id]
-                name = (
-                    self._names.get(opt_id)
-                    or log._holders.get(opt_id)
-                    or f"{type(optimizer).__name__} (not held by the model)"
-                )
-                mover = Mover("optimizer", name, site, opt_id)
+                mover = Mover("optimizer", self._name(opt_id), site, opt_id)
+                for var_id, kind in log._gradients.get(key, {}).items():
+                    self.gradients.setdefault(var_id, kind)
                 for var_id in log._variables[key]:
                     if moved.get(var_id):
                         movers.setdefault(var_id, []).append(mover)

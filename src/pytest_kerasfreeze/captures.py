@@ -123,6 +123,17 @@ class Capture:
                 self.drift[i] = spread
         self._values: list[np.ndarray] | None = None
         self.trainable = flavor.trainable_now(index.model, self.variables)
+        # positions whose own flags say trainable under a frozen parent (few: read only
+        # for weights that are frozen now)
+        self.own_trainable = {
+            i
+            for i, (v, now) in enumerate(zip(self.variables, self.trainable, strict=True))
+            if not now
+            and (info := index.info[id(v)]).declared_trainable
+            and flavor.own_flag(
+                v, index.layer_at(info.layer_path) if info.layer_path else index.model
+            )
+        }
         self.released = False
 
     def _copy_comparing(self, previous: Any, raw: Any) -> tuple[Any, float]:

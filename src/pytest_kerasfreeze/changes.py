@@ -88,7 +88,9 @@ class WeightChange:
     finite value became NaN/Inf. ``owners`` lists every sub-model path that reaches the
     variable (more than one for a shared weight); ``moved_by`` who moved it;
     ``min_rel_delta`` (digest snapshots only) a lower bound of the relative change,
-    | ‖after‖ − ‖before‖ | / ‖before‖.
+    | ‖after‖ − ‖before‖ | / ‖before‖; ``own_trainable`` is ``True`` where the variable's
+    and its layer's own flags say trainable while ``trainable`` (the effective flag: is it
+    among the model's ``trainable_weights``) says frozen — a frozen parent overrules them.
 
     Example::
 
@@ -111,6 +113,9 @@ class WeightChange:
     nonfinite: bool
     moved_by: tuple[Mover, ...] = ()
     min_rel_delta: float | None = None  # digest snapshots: a lower bound of rel_delta
+    # the variable's own flag and its layer's own flag, where they say trainable while
+    # the effective flag (``trainable``) says frozen: a frozen parent overrules them
+    own_trainable: bool | None = None
 
     @property
     def size(self) -> int:
@@ -129,6 +134,7 @@ class WeightChange:
         change = object.__new__(cls)
         fields.setdefault("moved_by", ())
         fields.setdefault("min_rel_delta", None)
+        fields.setdefault("own_trainable", None)
         change.__dict__.update(fields)
         return change
 

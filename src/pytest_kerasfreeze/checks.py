@@ -100,7 +100,8 @@ class Watch:
         if self._window is not None:
             changes = self._open.changes
             moved = {id(v): c.moved for v, c in zip(self._before.variables, changes, strict=True)}
-            self._open._attribute(self._window.close(moved))
+            window = self._window
+            self._open._attribute(window.close(moved), window.delays, window.gradients)
             self._window = None
 
     def _abandon(self) -> None:

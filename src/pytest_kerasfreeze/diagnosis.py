@@ -22,6 +22,7 @@ from typing import Any
 from pytest_kerasfreeze.changes import WeightChange
 from pytest_kerasfreeze.findings import (
     COMPILE_ORDER,
+    FROZEN_PARENT,
     NONFINITE,
     REALITY,
     REPLICAS,
@@ -251,10 +252,16 @@ def reality_findings(
     changes: Sequence[WeightChange],
     before_flags: Sequence[bool],
     nonfinite: Mapping[str, int],
+    gradients: Mapping[str, str] | None = None,
+    delays: Sequence[tuple[str, str, Any]] = (),
 ) -> list[Finding]:
     """Weights whose flag (unchanged over the diff) disagrees with what happened, and
     trainable weights that could not move because they hold NaN/Inf (``nonfinite``:
-    path -> count, for the weights that did not move)."""
+    path -> count, for the weights that did not move). For trainable weights that did
+    not move, the cause where it is known: ``gradients`` (path -> ``"none"``/``"zero"``:
+    what the optimizer was handed for them) and ``delays`` (the settings of the
+    optimizers that ran which delay or skip updates: gradient accumulation, a loss
+    scale that skipped steps, a learning rate of 0)."""
     stuck: list[WeightChange] = []
     moving: list[WeightChange] = []
     for change, was in zip(changes, before_flags, strict=True):
@@ -269,12 +276,81 @@ def reality_findings(
     if held:
         findings.append(nonfinite_finding(model, held, nonfinite))
         stuck = [c for c in stuck if c.path not in nonfinite]
-    for group, texts in ((moving, explain.frozen_but_moved), (stuck, explain.trainable_but_stuck)):
-        if group:
-            layers = unique((_layer_of(c.path, model) for c in group), key=str)
-            summary, explanation, fix = texts(model, [c.path for c in group], layers)
-            findings.append(Finding(REALITY, model, summary, explanation, fix, layers))
+    if moving:
+        layers = unique((_layer_of(c.path, model) for c in moving), key=str)
+        summary, explanation, fix = explain.frozen_but_moved(
+            model, [c.path for c in moving], layers
+        )
+        findings.append(Finding(REALITY, model, summary, explanation, fix, layers))
+    if stuck:
+        layers = unique((_layer_of(c.path, model) for c in stuck), key=str)
+        told = dict(gradients or {})
+        by_gradient = {
+            kind: [c.path for c in stuck if told.get(c.path) == kind] for kind in ("none", "zero")
+        }
+        summary, explanation, fix = explain.trainable_but_stuck(
+            model, [c.path for c in stuck], layers, by_gradient, list(delays)
+        )
+        findings.append(Finding(REALITY, model, summary, explanation, fix, layers))
     return findings
+
+
+# -- a frozen parent over layers set back to trainable ----------------------------------
+def frozen_parent_findings(
+    index: ModelIndex, changes: Sequence[WeightChange], provenance: Provenance | None
+) -> list[Finding]:
+    """Weights whose own flags say trainable under a frozen parent: ``model.trainable =
+    False``, then ``layer.trainable = True`` for the top layers, then the model itself is
+    trained — on Keras 3 everything under a frozen model that is trained stays frozen
+    (under a frozen *nested* sub-model the re-enabled layers do train); on tf_keras
+    everything under any frozen container stays frozen."""
+    held = [c for c in changes if c.own_trainable and not c.trainable]
+    if not held:
+        return []
+    grouped: dict[str, list[WeightChange]] = {}
+    for change in held:
+        layer_path = _layer_of(change.path, index.name)
+        chain = [index.name] + (
+            [*_ancestor_paths(layer_path + "/x")] if layer_path != index.name else []
+        )
+        parent = next(
+            (p for p in chain if p != layer_path and not _container(index, p).trainable), index.name
+        )
+        grouped.setdefault(parent, []).append(change)
+    findings = []
+    for parent, group in grouped.items():
+        layers = unique((_layer_of(c.path, index.name) for c in group), key=str)
+        container = _container(index, parent)
+        frozen_at = _assigned_at(provenance, container, False)
+        set_at = unique(
+            (loc for p in layers if (loc := _assigned_at(provenance, _container(index, p), True))),
+            key=str,
+        )
+        summary, explanation, fix = explain.frozen_parent(
+            model=index.name,
+            parent=parent,
+            is_model=container is index.model,
+            layers=layers,
+            n_weights=len(group),
+            frozen_at=frozen_at,
+            set_at=set_at,
+        )
+        findings.append(Finding(FROZEN_PARENT, index.name, summary, explanation, fix, layers))
+    return findings
+
+
+def _container(index: ModelIndex, path: str) -> Any:
+    return index.model if path in ("", index.name) else index.layer_at(path)
+
+
+def _assigned_at(provenance: Provenance | None, layer: Any, value: bool) -> str | None:
+    """``file:line`` of the last recorded ``layer.trainable = value``, if any."""
+    if provenance is None:
+        return None
+    assignment = provenance.last_assignment(id(layer))
+    if assignment is None or assignment.value != value:
+        return None
+    return assignment.location
 
 
 def nonfinite_finding(

@@ -16,6 +16,7 @@ FindingKind = Literal[
     "replica drift",
     "NaN values",
     "two optimizers",
+    "frozen parent",
 ]
 COMPILE_ORDER: FindingKind = "compile-order trap"
 SHARED: FindingKind = "shared weights"
@@ -23,6 +24,7 @@ REALITY: FindingKind = "flag vs reality"
 REPLICAS: FindingKind = "replica drift"
 NONFINITE: FindingKind = "NaN values"
 TWO_OPTIMIZERS: FindingKind = "two optimizers"
+FROZEN_PARENT: FindingKind = "frozen parent"
 
 Outcome = Literal["honoured", "ignored", "raises"]
 
@@ -32,7 +34,8 @@ class Finding:
     """One diagnosis entry: what was found, where it came from, and how to fix it.
 
     ``kind`` is one of ``"compile-order trap"``, ``"shared weights"``, ``"flag vs
-    reality"``, ``"replica drift"``, ``"NaN values"``, ``"two optimizers"``;
+    reality"``, ``"replica drift"``, ``"NaN values"``, ``"two optimizers"``, ``"frozen
+    parent"``;
     ``layers`` the paths concerned; ``assignments`` the ``trainable`` assignments
     involved (``{"layer", "value", "location"}``); ``outcome`` (trap only) what this
     Keras does: ``"honoured"``, ``"ignored"`` or ``"raises"``.

@@ -115,6 +115,11 @@ class Flavor:
         trainable = {id(v) for v in self.trainable_weights(model)}
         return [id(v) in trainable for v in variables]
 
+    def own_flag(self, variable: Any, layer: Any) -> bool:
+        """The variable's own flag and the flag of the layer that created it, both on
+        (what the effective flag would say with no frozen parent)."""
+        return bool(getattr(variable, "trainable", True)) and bool(layer.trainable)
+
     def raw(self, variable: Any) -> Any:
         """The backend object holding the variable's value."""
         return variable

@@ -43,7 +43,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="kerasfreeze_trap",
         choices=TRAP_CHOICES,
         default=None,
-        help="what the compile-order trap does: warn (default), error or ignore",
+        help="what the compile-order trap does: warn, error or ignore (default: in a test "
+        "that asks for no check, warn only where this Keras trains weights contrary to their "
+        "flags, and list the rest in the terminal summary; in other tests, warn)",
     )
     group.addoption(
         "--kerasfreeze-report",
@@ -59,7 +61,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="write every check, record and finding as JSON keyed by test node id",
     )
-    parser.addini("kerasfreeze_trap", "default for --kerasfreeze-trap", default="warn")
+    parser.addini("kerasfreeze_trap", "default for --kerasfreeze-trap", default="")
     parser.addini(
         "kerasfreeze_report", "default for --kerasfreeze-report", type="bool", default=False
     )
@@ -105,7 +107,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line(
             "markers", f"{errors.MARKER_USAGE[name]}: {errors.MARKER_HELP[name]}"
         )
-    trap = config.getoption("kerasfreeze_trap") or config.getini("kerasfreeze_trap")
+    trap = _trap_option(config) or "warn"
     if trap not in TRAP_CHOICES:
         raise pytest.UsageError(errors.bad_trap_option(trap, TRAP_CHOICES))
     _snapshot_options(config)
@@ -116,6 +118,12 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(errors.json_unwritable(json_path, problem))
     reporting.check_plot_options(config)
     config.pluginmanager.register(reporting.SessionHooks(config), "kerasfreeze-session")
+
+
+def _trap_option(config: pytest.Config) -> str | None:
+    """``--kerasfreeze-trap`` / ini ``kerasfreeze_trap`` as the user set it, or ``None``
+    where neither was set (the default: harmless to tests that ask for no check)."""
+    return config.getoption("kerasfreeze_trap") or config.getini("kerasfreeze_trap") or None
 
 
 def _snapshot_options(config: pytest.Config) -> tuple[str, int | None]:
@@ -146,12 +154,14 @@ def pytest_runtest_protocol(
     from pytest_kerasfreeze.observer import TestObserver
 
     config = item.config
-    trap = config.getoption("kerasfreeze_trap") or config.getini("kerasfreeze_trap")
+    chosen = _trap_option(config)
+    trap: Any = chosen or "warn"  # validated in pytest_configure
+    quiet = chosen is None  # tests that ask for no check warn only where a freeze fails
     try:
-        observer = TestObserver(trap=trap, marks=lambda: _marks(item))
+        observer = TestObserver(trap=trap, marks=lambda: _marks(item), quiet_unasked=quiet)
     except MarkerUsageError as err:
         item.stash[MARKER_ERROR_KEY] = str(err)
-        observer = TestObserver(trap=trap)
+        observer = TestObserver(trap=trap, quiet_unasked=quiet)
     observer.context.mode, observer.context.digest_above = _snapshot_options(config)  # type: ignore[assignment]
     item.stash[OBSERVER_KEY] = observer
     running = config.stash.setdefault(CURRENT_KEY, [])

@@ -183,7 +183,11 @@ class SessionHooks:
         wanted = self.config.getoption("kerasfreeze_report") or self.config.getini(
             "kerasfreeze_report"
         )
-        lines = self.results.summary_lines() if wanted else []
+        trap = self.config.getoption("kerasfreeze_trap") or self.config.getini("kerasfreeze_trap")
+        if wanted:
+            lines = self.results.summary_lines()
+        else:  # the traps honoured here, not warned about in tests that asked for nothing
+            lines = [] if trap == "ignore" else self.results.honoured_trap_lines()
         if lines:
             terminalreporter.section("kerasfreeze")
             for line in lines:

@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pytest_kerasfreeze.findings import COMPILE_ORDER
 from pytest_kerasfreeze.messages import reports
 
 REPORT_ATTR = "kerasfreeze"
@@ -55,6 +56,17 @@ class SessionResults:
     def write_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_json(), indent=2, allow_nan=False) + "\n")
+
+    def honoured_trap_lines(self) -> list[str]:
+        """The compile-order traps this Keras honoured (the same code trains other
+        weights on another Keras): a few lines even without ``--kerasfreeze-report``."""
+        found = [
+            (nodeid, f["summary"])
+            for nodeid, data in self.tests.items()
+            for f in data["findings"]
+            if f.get("kind") == COMPILE_ORDER and f.get("outcome") == "honoured"
+        ]
+        return reports.honoured_traps_lines(found)
 
     def summary_lines(self) -> list[str]:
         """The "kerasfreeze" section; empty when nothing was checked or recorded."""

@@ -23,6 +23,7 @@ from pytest_kerasfreeze.flavors import LIBRARY_PACKAGES, flavor_of, package_of
 from pytest_kerasfreeze.messages import errors
 
 AssignKind = Literal["forward", "callback", "outside"]
+GradientKind = Literal["none", "zero"]
 
 # the modules of Keras' own train steps: an optimizer called from here is fit()'s
 _TRAINER_MODULES = ("keras.src.backend.", "keras.src.trainers", "tf_keras.src.engine.training")
@@ -125,6 +126,81 @@ def iterations(optimizer: Any) -> int | None:
         return int(value)
     except Exception:  # noqa: BLE001 - unreadable: the caller falls back to what it saw
         return None
+
+
+def loss_scale(optimizer: Any) -> float | None:
+    """A ``LossScaleOptimizer``'s current scale (it halves on non-finite gradients and
+    skips the step), ``None`` for other optimizers or where it cannot be read now."""
+    scale = getattr(optimizer, "dynamic_scale", None)
+    if scale is None or getattr(optimizer, "inner_optimizer", None) is None:
+        return None
+    try:
+        return float(scale.numpy() if hasattr(scale, "numpy") else scale)
+    except Exception:  # noqa: BLE001 - unbuilt, or a tracer: unknown
+        return None
+
+
+def learning_rate(optimizer: Any) -> float | None:
+    """The learning rate the optimizer uses now (a schedule's current value)."""
+    inner = getattr(optimizer, "inner_optimizer", None)
+    optimizer = inner if inner is not None else optimizer
+    try:
+        value = optimizer.learning_rate
+        if callable(value) and not hasattr(value, "numpy"):  # a schedule
+            value = value(optimizer.iterations)
+        return float(value.numpy() if hasattr(value, "numpy") else value)
+    except Exception:  # noqa: BLE001 - unreadable: say nothing about it
+        return None
+
+
+def update_delays(
+    optimizer: Any, steps: int | None, scale_before: float | None
+) -> list[tuple[str, Any]]:
+    """The optimizer's own settings that delay or skip updates, as they applied over
+    ``steps`` steps: ``("gradient_accumulation_steps", n)`` when fewer than ``n`` steps
+    ran (no update was applied yet), ``("loss_scale_skipped", (before, after))`` when a
+    ``LossScaleOptimizer`` halved its scale (it skipped steps with non-finite gradients),
+    ``("learning_rate", 0.0)`` when the learning rate is 0 now."""
+    found: list[tuple[str, Any]] = []
+    inner = getattr(optimizer, "inner_optimizer", None)
+    accumulating = getattr(
+        inner if inner is not None else optimizer, "gradient_accumulation_steps", None
+    )
+    if (
+        isinstance(accumulating, int)
+        and accumulating > 1
+        and (steps is None or steps < accumulating)
+    ):
+        found.append(("gradient_accumulation_steps", accumulating))
+    scale = loss_scale(optimizer)
+    if scale is not None and scale_before is not None and scale < scale_before:
+        found.append(("loss_scale_skipped", (scale_before, scale)))
+    if learning_rate(optimizer) == 0.0:
+        found.append(("learning_rate", 0.0))
+    return found
+
+
+def gradient_kinds(grads: list[Any], variables: list[Any], traced: bool) -> dict[int, GradientKind]:
+    """For each variable handed no gradient (``None``) or, where the step runs eagerly,
+    an all-zero one: what it got. Under a trace only ``None`` is known."""
+    found: dict[int, GradientKind] = {}
+    for grad, variable in zip(grads, variables, strict=False):
+        if grad is None:
+            found[id(variable)] = "none"
+        elif not traced and _all_zero(grad):
+            found[id(variable)] = "zero"
+    return found
+
+
+def _all_zero(grad: Any) -> bool:
+    try:
+        if hasattr(grad, "any") and type(grad).__module__.startswith("torch"):
+            return not bool(grad.any())
+        import numpy as np
+
+        return not np.any(np.asarray(grad))
+    except Exception:  # noqa: BLE001 - not readable as an array (IndexedSlices...): unknown
+        return False
 
 
 def under_trace(values: list[Any]) -> bool:

@@ -18,6 +18,7 @@ from pytest_kerasfreeze.arguments import as_selectors, check_tolerances
 from pytest_kerasfreeze.captures import Capture, digest_stats
 from pytest_kerasfreeze.changes import Mover, OptimizerRef, WeightChange
 from pytest_kerasfreeze.diagnosis import (
+    frozen_parent_findings,
     nonfinite_finding,
     reality_findings,
     replica_findings,
@@ -58,6 +59,8 @@ class WeightDiff:
         self._after: Capture | None = None
         self._changes: list[WeightChange] = []
         self._movers: dict[int, tuple[Mover, ...]] = {}
+        self._delays: list[tuple[str, str, Any]] = []
+        self._gradients: dict[int, str] = {}
         self._attributed = False  # whether moved_by was filled (a watched interval)
         if after is not None:
             self._fill(after)
@@ -102,7 +105,8 @@ class WeightDiff:
                 WeightChange.make(
                     path=info.path, layer=info.layer, owners=tuple(info.owners),
                     shape=before._shape(i), dtype=before._dtype(i), trainable=trainable,
-                    declared_trainable=info.declared_trainable, **stats,
+                    declared_trainable=info.declared_trainable,
+                    own_trainable=True if i in after.own_trainable else None, **stats,
                 )
             )  # fmt: skip
         return out
@@ -112,9 +116,19 @@ class WeightDiff:
             raise RuntimeError(errors.diff_still_empty())
         return self._after
 
-    def _attribute(self, movers: Mapping[int, tuple[Mover, ...]]) -> None:
-        """Say who moved each weight (variable id -> movers), for the weights that moved."""
+    def _attribute(
+        self,
+        movers: Mapping[int, tuple[Mover, ...]],
+        delays: Sequence[tuple[str, str, Any]] = (),
+        gradients: Mapping[int, str] | None = None,
+    ) -> None:
+        """Say who moved each weight (variable id -> movers), for the weights that moved;
+        ``delays``: the settings of the optimizers that ran which delay or skip updates
+        (optimizer, setting, value); ``gradients``: variable id -> ``"none"``/``"zero"``
+        for the weights an optimizer was handed no gradient or an all-zero one."""
         self._movers = dict(movers)
+        self._delays = list(delays)
+        self._gradients = dict(gradients or {})
         self._attributed = True
         variables = self._require_before().variables
         self._changes = [
@@ -201,7 +215,7 @@ class WeightDiff:
             raise ValueError(errors.values_not_kept(self.model_name, atol, rtol))
         judged = WeightDiff(self._before, after, atol=atol, rtol=rtol)
         if self._attributed:
-            judged._attribute(self._movers)
+            judged._attribute(self._movers, self._delays, self._gradients)
         return judged
 
     def nonfinite_counts(self, changes: Sequence[WeightChange]) -> dict[str, int]:
@@ -394,11 +408,25 @@ class WeightDiff:
             list(findings),
             shared_findings(before._index, provenance),
             reality_findings(
-                self.model_name, changes, before.trainable, self.nonfinite_counts(stuck)
+                self.model_name,
+                changes,
+                before.trainable,
+                self.nonfinite_counts(stuck),
+                self._gradient_by_path(),
+                self._delays,
             ),
+            frozen_parent_findings(before._index, changes, provenance),
             replica_findings(self.model_name, changes, after.drift),
             two_optimizer_findings(self.model_name, changes),
         )
+
+    def _gradient_by_path(self) -> dict[str, str]:
+        before = self._require_before()
+        return {
+            before._index.info[var_id].path: kind
+            for var_id, kind in self._gradients.items()
+            if var_id in before._index.info
+        }
 
     def findings(self) -> list[Finding]:
         """What this diff shows by itself (:class:`Finding` entries): weights shared

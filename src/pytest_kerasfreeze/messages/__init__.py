@@ -84,7 +84,10 @@ def changed_text(change: WeightChange, nonfinite: int = 0) -> str:
 def flag_text(change: WeightChange) -> str:
     if not change.declared_trainable:
         return "non-trainable"
-    return "trainable" if change.trainable else "frozen"
+    if change.trainable:
+        return "trainable"
+    # a frozen parent overrules the layer's and the variable's own flags: say both
+    return "frozen (own: trainable)" if change.own_trainable else "frozen"
 
 
 def weight_cells(c: WeightChange, nonfinite: int = 0) -> tuple[str, ...]:

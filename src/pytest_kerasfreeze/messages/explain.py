@@ -185,17 +185,131 @@ def frozen_but_moved(model: str, paths: Sequence[str], layers: Sequence[str]) ->
     )
 
 
-def trainable_but_stuck(model: str, paths: Sequence[str], layers: Sequence[str]) -> Texts:
-    return (
+def trainable_but_stuck(
+    model: str,
+    paths: Sequence[str],
+    layers: Sequence[str],
+    by_gradient: dict[str, list[str]] | None = None,
+    delays: Sequence[tuple[str, str, Any]] = (),
+) -> Texts:
+    """``by_gradient``: ``{"none": paths, "zero": paths}`` — what the optimizer was handed
+    for them, where it was seen; ``delays``: (optimizer, setting, value) of the optimizers
+    that ran whose own settings delay or skip updates."""
+    summary = (
         f"{model}: flag says trainable, but {plural(len(paths), 'weight')} did not move "
-        f"({names(layers)})",
-        f"{names(paths)}: trainable=True now and before, yet unchanged. Possible causes: "
-        "the compile-order trap (the flags at compile() or at the first fit() rule), no "
-        "gradient reaching them (not connected to the loss, dead activations), a zero "
-        "learning rate, or a train_step that does not update them.",
-        "check that these layers feed the loss and that the model was compiled after its "
-        "flags were set.",
+        f"({names(layers)})"
     )
+    known = []
+    for optimizer, setting, value in delays:
+        known.append(delay_text(optimizer, setting, value))
+    told = by_gradient or {}
+    if told.get("none"):
+        known.append(
+            f"no gradient reached {names(told['none'])}: the optimizer was handed None for "
+            "them (not connected to the loss, or the path to it is cut: stop_gradient, an "
+            "integer cast, a frozen branch computed outside the tape)"
+        )
+    if told.get("zero"):
+        known.append(
+            f"{names(told['zero'])} got a gradient of all zeros (dead activations, a mask, "
+            "or a loss term that does not depend on them): the update was zero"
+        )
+    rest = [p for p in paths if p not in set(told.get("none", [])) | set(told.get("zero", []))]
+    if known:
+        explanation = f"{names(paths)}: trainable=True now and before, yet unchanged. " + (
+            "; ".join(known) + "."
+        )
+        if rest and not delays:
+            explanation += (
+                f" For {names(rest)} the gradient was not seen: it got one and the update "
+                "was too small to change a bit, or one of the causes below."
+            )
+    else:
+        explanation = (
+            f"{names(paths)}: trainable=True now and before, yet unchanged. Possible causes: "
+            "the compile-order trap (the flags at compile() or at the first fit() rule), no "
+            "gradient reaching them (not connected to the loss, dead activations), a zero "
+            "learning rate, an optimizer that delays or skips updates (gradient "
+            "accumulation, a loss scale skipping non-finite steps), or a train_step that "
+            "does not update them."
+        )
+    if delays:
+        fix = (
+            "train for more steps than the optimizer delays its updates, or change the "
+            "setting named above."
+        )
+    elif told.get("none") or told.get("zero"):
+        fix = (
+            "connect these layers to the loss (check the model's call and the loss), or "
+            "remove them."
+        )
+    else:
+        fix = (
+            "check that these layers feed the loss and that the model was compiled after its "
+            "flags were set."
+        )
+    return summary, explanation, fix
+
+
+def delay_text(optimizer: str, setting: str, value: Any) -> str:
+    """One optimizer setting that explains weights that did not move."""
+    if setting == "gradient_accumulation_steps":
+        return (
+            f"{optimizer} has gradient_accumulation_steps={value}: it applies an update only "
+            f"every {value} batches, and fewer ran here, so no update was applied yet"
+        )
+    if setting == "loss_scale_skipped":
+        before, after = value
+        return (
+            f"{optimizer} is a LossScaleOptimizer that skipped steps on non-finite gradients "
+            f"(its loss scale fell from {before:g} to {after:g}): a skipped step updates nothing"
+        )
+    return f"{optimizer} has a learning rate of 0 now: its updates change nothing"
+
+
+def frozen_parent(
+    *,
+    model: str,
+    parent: str,
+    is_model: bool,
+    layers: Sequence[str],
+    n_weights: int,
+    frozen_at: str | None,
+    set_at: Sequence[str],
+) -> Texts:
+    """Layers set back to trainable under a frozen parent (``parent``: its path)."""
+    where_set = f" set trainable at {names(set_at)}" if set_at else " set trainable"
+    where_frozen = f", frozen at {frozen_at}" if frozen_at else ", frozen"
+    summary = (
+        f"{model}: {plural(len(layers), 'layer')}{where_set} "
+        f"{'sits' if len(layers) == 1 else 'sit'} under {parent!r}"
+        f"{where_frozen}: everything under a frozen model that is trained stays frozen"
+    )
+    if is_model:
+        rule = (
+            f"{names(layers)} ({plural(n_weights, 'weight')}) say trainable=True, but "
+            f"{parent!r} itself is frozen and is the model being trained: its "
+            "trainable_weights are empty, so nothing under it trains, whatever the flags "
+            "below say. Under a frozen *nested* sub-model it differs: Keras 3 (TensorFlow, "
+            "JAX, PyTorch) trains the layers set back to trainable there; Keras 2 "
+            "(tf_keras) does not."
+        )
+        fix = (
+            f"freeze the base sub-model, not {model!r}: base.trainable = False, then set "
+            "its top layers back to trainable (Keras 3) — or freeze each layer but the top "
+            "ones: for layer in model.layers[:-n]: layer.trainable = False — then compile()."
+        )
+    else:
+        rule = (
+            f"{names(layers)} ({plural(n_weights, 'weight')}) say trainable=True under the "
+            f"frozen sub-model {parent!r}: Keras 2 (tf_keras) keeps everything under a "
+            "frozen container frozen; Keras 3 (TensorFlow, JAX, PyTorch) would train them."
+        )
+        fix = (
+            f"leave {parent!r} trainable and freeze its layers one by one except the top "
+            "ones (for layer in base.layers[:-n]: layer.trainable = False), then compile()."
+        )
+    return summary, rule, fix
 
 
 def nonfinite(model: str, held: Sequence[str], layers: Sequence[str]) -> Texts:

@@ -328,3 +328,22 @@ def session_summary(checks: int, failed: int, records: int, findings: int, tests
         f"{plural(checks, 'check')} ({failed} failed), {plural(records, 'training call')} "
         f"recorded, {plural(findings, 'finding')}, in {plural(tests, 'test')}"
     )
+
+
+def honoured_traps_lines(found: list[tuple[str, str]]) -> list[str]:
+    """The always-on lines for flag changes this Keras honours and another does not
+    (``found``: node id, finding summary): not warnings, so ``-W error`` stays harmless."""
+    if not found:
+        return []
+    lines = [
+        f"{plural(len(found), 'trainable change')} made after compile() or after the first "
+        "fit() that this Keras honours and another Keras does not (the same code trains "
+        "other weights there):"
+    ]
+    lines += capped_lines([f"  {nodeid}: {summary}" for nodeid, summary in found])
+    lines.append(
+        "Set `trainable` before compile() to train the same weights everywhere; "
+        "--kerasfreeze-report shows every check and finding, --kerasfreeze-trap=warn "
+        "warns in every test."
+    )
+    return lines
