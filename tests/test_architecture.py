@@ -27,7 +27,7 @@ LAYERS = [
     {"buffers", "tracing"},
     {"results", "digests"},
     {"selection", "provenance", "attribution"},
-    {"diagnosis"},
+    {"diagnosis", "optimizer_state"},
     {"captures"},
     {"weightdiff"},
     {"snapshots"},

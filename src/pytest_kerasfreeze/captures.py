@@ -159,6 +159,11 @@ class Capture:
         return self._index.model
 
     @property
+    def index(self) -> ModelIndex:
+        """The model's index (paths, selectors) the snapshot was taken with."""
+        return self._index
+
+    @property
     def nbytes(self) -> int:
         """Bytes of the values kept (a digest keeps 16 bytes and a norm per weight)."""
         if self.mode == "digest":

@@ -17,7 +17,9 @@ from pytest_kerasfreeze import context, tracing
 from pytest_kerasfreeze.arguments import as_selectors, check_tolerances
 from pytest_kerasfreeze.attribution import Window
 from pytest_kerasfreeze.captures import Mode
-from pytest_kerasfreeze.messages import errors
+from pytest_kerasfreeze.exceptions import FreezeAssertionError
+from pytest_kerasfreeze.messages import errors, explain
+from pytest_kerasfreeze.optimizer_state import SlotSnapshot, frozen_slots_finding
 from pytest_kerasfreeze.results import Expect
 from pytest_kerasfreeze.snapshots import Snapshot, take
 from pytest_kerasfreeze.weightdiff import WeightDiff
@@ -157,13 +159,18 @@ class FreezeCheck(Watch):
         atol: float = 0.0,
         rtol: float = 0.0,
         mode: Mode | None = None,
+        optimizer_state: bool = False,
     ) -> None:
         self.by = by
+        if not isinstance(optimizer_state, bool):
+            raise TypeError(errors.optimizer_state_bool(optimizer_state))
+        self.optimizer_state = optimizer_state
+        self._slots: SlotSnapshot | None = None
         # resolved now: a by= that names no optimizer fails before any training
         self._by = None if by is None else tracing.resolve_by(model, by)
         if expect == "trains_only":  # the other half is "nothing else moves": watch it all
             super().__init__(model, (), atol=atol, rtol=rtol, mode=mode)
-            self._before._index.select(layers, as_selectors(exclude))  # typos fail now
+            self._before.index.select(layers, as_selectors(exclude))  # typos fail now
             self.layers, self.exclude = tuple(layers), as_selectors(exclude)
         else:
             super().__init__(model, layers, exclude=exclude, atol=atol, rtol=rtol, mode=mode)
@@ -171,17 +178,23 @@ class FreezeCheck(Watch):
         self.expect = expect
         self.allow = as_selectors(allow)
         if self.allow:  # resolve now: a typo fails before any training
-            self._before._index.select_optional(self.allow)
-        selected = self._before._index.select(self.layers, self.exclude)
+            self._before.index.select_optional(self.allow)
+        selected = self._before.index.select(self.layers, self.exclude)
         if expect != "frozen" and not any(
-            self._before._index.info[id(v)].declared_trainable for v in selected
+            self._before.index.info[id(v)].declared_trainable for v in selected
         ):
             raise ValueError(
                 errors.no_declared_trainable(
-                    f"assert_{expect}", self._before._index.describe(self.layers, self.exclude),
+                    f"assert_{expect}", self._before.index.describe(self.layers, self.exclude),
                     str(model.name),
                 )
             )  # fmt: skip
+
+    def _start(self) -> None:
+        super()._start()
+        if self.optimizer_state:  # the slots of the selected weights, copied now
+            index = self._before.index
+            self._slots = SlotSnapshot(index, index.select(self.layers, self.exclude))
 
     def __enter__(self) -> FreezeCheck:
         self._start()
@@ -206,9 +219,36 @@ class FreezeCheck(Watch):
         ctx = context.current()
         # what the diagnosis found on the training calls made on this model meanwhile
         found = ctx.findings_for(self.model, self._mark) if ctx is not None else []
-        return filled._check(self.expect, self.layers, exclude=self.exclude, allow=self.allow,
-                             by=self._by, atol=self.atol, rtol=self.rtol, source="helper",
-                             label=f"assert_{self.expect}", findings=found)  # fmt: skip
+        slots_finding = frozen_slots_finding(self._before.index, set(self._trainable_now()))
+        if slots_finding is not None:
+            found = [*found, slots_finding]
+        slots = self._slots.changes(self._slots.retake()) if self._slots is not None else []
+        try:
+            judged = filled._check(self.expect, self.layers, exclude=self.exclude,
+                                   allow=self.allow, by=self._by, atol=self.atol,
+                                   rtol=self.rtol, source="helper",
+                                   label=f"assert_{self.expect}", findings=found)  # fmt: skip
+        except FreezeAssertionError as err:
+            if slots:  # both halves: the weights and their optimizer state
+                raise FreezeAssertionError(
+                    "\n".join([str(err), "", *explain.slot_changes(slots)]),
+                    diff=err.diff,
+                    findings=err.findings,
+                ) from None
+            raise
+        if slots:
+            raise FreezeAssertionError(
+                errors.slots_changed(f"assert_{self.expect}", self.model.name, len(slots))
+                + "\n"
+                + "\n".join(explain.slot_changes(slots)),
+                diff=judged,
+                findings=list(found),
+            )
+        return judged
+
+    def _trainable_now(self) -> list[int]:
+        index = self._before.index
+        return [id(v) for v in index.flavor.trainable_weights(index.model)]
 
     def run_fit(self, x: Any, y: Any, fit_kwargs: dict[str, Any]) -> WeightDiff:
         """Snapshot, ``model.fit(x, y, verbose=0, **fit_kwargs)``, snapshot, judge."""
@@ -247,6 +287,7 @@ def assert_frozen(
     atol: float = 0.0,
     rtol: float = 0.0,
     mode: Mode | None = None,
+    optimizer_state: bool = False,
 ) -> FreezeCheck: ...
 @overload
 def assert_frozen(
@@ -259,11 +300,13 @@ def assert_frozen(
     atol: float = 0.0,
     rtol: float = 0.0,
     mode: Mode | None = None,
+    optimizer_state: bool = False,
     **fit_kwargs: Any,
 ) -> WeightDiff: ...
 def assert_frozen(model: Any, *layers: Any, x: Any = None, y: Any = None, exclude: Any = (),
                   by: Any = None, atol: float = 0.0, rtol: float = 0.0,
-                  mode: Mode | None = None, **fit_kwargs: Any) -> Any:  # fmt: skip
+                  mode: Mode | None = None, optimizer_state: bool = False,
+                  **fit_kwargs: Any) -> Any:  # fmt: skip
     """Check that no selected weight (none of the model's if no selector) moves — or,
     with ``by`` (an optimizer, or the name of the model attribute holding it, like
     ``"g_optimizer"``), that this optimizer updates none of them, whatever else does.
@@ -282,10 +325,13 @@ def assert_frozen(model: Any, *layers: Any, x: Any = None, y: Any = None, exclud
 
         with assert_frozen(gan, "discriminator", by="g_optimizer"):
             gan.fit(images)   # the discriminator trains, but never by the generator's
+
+        with assert_frozen(model, "base", optimizer_state=True):
+            model.fit(x, y)   # nor may the optimizer's momenta/moments of the base change
     """
     __tracebackhide__ = True
     return _check("frozen", model, layers, x, y, fit_kwargs, exclude=exclude, by=by,
-                  atol=atol, rtol=rtol, mode=mode)  # fmt: skip
+                  atol=atol, rtol=rtol, mode=mode, optimizer_state=optimizer_state)  # fmt: skip
 
 
 @overload

@@ -17,6 +17,8 @@ FindingKind = Literal[
     "NaN values",
     "two optimizers",
     "frozen parent",
+    "frozen slots",
+    "stale moments",
 ]
 COMPILE_ORDER: FindingKind = "compile-order trap"
 SHARED: FindingKind = "shared weights"
@@ -25,6 +27,8 @@ REPLICAS: FindingKind = "replica drift"
 NONFINITE: FindingKind = "NaN values"
 TWO_OPTIMIZERS: FindingKind = "two optimizers"
 FROZEN_PARENT: FindingKind = "frozen parent"
+FROZEN_SLOTS: FindingKind = "frozen slots"
+STALE_MOMENTS: FindingKind = "stale moments"
 
 Outcome = Literal["honoured", "ignored", "raises"]
 
@@ -35,7 +39,7 @@ class Finding:
 
     ``kind`` is one of ``"compile-order trap"``, ``"shared weights"``, ``"flag vs
     reality"``, ``"replica drift"``, ``"NaN values"``, ``"two optimizers"``, ``"frozen
-    parent"``;
+    parent"``, ``"frozen slots"``, ``"stale moments"``;
     ``layers`` the paths concerned; ``assignments`` the ``trainable`` assignments
     involved (``{"layer", "value", "location"}``); ``outcome`` (trap only) what this
     Keras does: ``"honoured"``, ``"ignored"`` or ``"raises"``.

@@ -21,7 +21,7 @@ from pytest_kerasfreeze.messages import errors, selector_text
 from pytest_kerasfreeze.results import Expect
 
 _KEYWORDS = {
-    "frozen": ("exclude", "by", "atol", "rtol"),
+    "frozen": ("exclude", "by", "atol", "rtol", "optimizer_state"),
     "trains": ("exclude", "atol", "rtol"),
     "trains_only": ("allow", "exclude", "atol", "rtol"),
 }
@@ -42,6 +42,7 @@ class MarkerSpec:
     exclude: tuple[Any, ...] = ()
     allow: tuple[Any, ...] = ()
     by: Any = None  # frozen: the optimizer that must not update the selection
+    optimizer_state: bool = False  # frozen: the optimizer's slots must not change either
     matched: set[int] = field(default_factory=set)  # indexes into ``layers``
     checks: int = 0
 
@@ -53,6 +54,8 @@ class MarkerSpec:
         )  # fmt: skip
         if self.by is not None:
             extra += f", by={self.by if isinstance(self.by, str) else type(self.by).__name__!r}"
+        if self.optimizer_state:
+            extra += ", optimizer_state=True"
         extra += "".join(f", {k}={v:g}" for k, v in (("atol", self.atol), ("rtol", self.rtol)) if v)
         args = f"{selector_text(self.layers)}{extra}" if self.layers else extra[2:]
         return f"@pytest.mark.{self.kind}({args})"
@@ -98,4 +101,9 @@ def parse_marker(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Ma
     by = kwargs.get("by")
     if by is not None and not isinstance(by, str) and not hasattr(by, "apply_gradients"):
         raise MarkerUsageError(errors.marker_bad_by(name, by))
-    return MarkerSpec(name, tuple(args), atol, rtol, exclude, allow, by)  # type: ignore[arg-type]
+    optimizer_state = kwargs.get("optimizer_state", False)
+    if not isinstance(optimizer_state, bool):
+        raise MarkerUsageError(
+            f"@pytest.mark.{name}: {errors.optimizer_state_bool(optimizer_state)}"
+        )
+    return MarkerSpec(name, tuple(args), atol, rtol, exclude, allow, by, optimizer_state)  # type: ignore[arg-type]

@@ -34,7 +34,12 @@ from pytest_kerasfreeze.findings import Finding, merge
 from pytest_kerasfreeze.flavors import flavor_of, has_train_function
 from pytest_kerasfreeze.interception import Interception
 from pytest_kerasfreeze.markers import MarkerSpec, parse_marker
-from pytest_kerasfreeze.messages import errors
+from pytest_kerasfreeze.messages import errors, explain
+from pytest_kerasfreeze.optimizer_state import (
+    SlotSnapshot,
+    frozen_slots_finding,
+    stale_moments_finding,
+)
 from pytest_kerasfreeze.provenance import current_state, frame_location, user_frame
 from pytest_kerasfreeze.results import CallRecord, CheckResult
 from pytest_kerasfreeze.selection import ModelIndex
@@ -53,6 +58,8 @@ class TrainedModel:
     calls: dict[str, int] = field(default_factory=dict)
     paths: list[str] = field(default_factory=list)
     names: set[str] = field(default_factory=set)
+    # ids of the weights that trained at its previous training call (stale moments)
+    trainable: set[int] | None = None
 
     def describe(self) -> str:
         return errors.trained_model_line(self.name, self.calls, self.paths)
@@ -230,6 +237,12 @@ class TestObserver:
         tracker = self.tracker if the_test else None
         frame = user_frame()
         trap, state_now = detect_trap(model, method, index, provenance, frame_location(frame))
+        state_found = self._optimizer_state_findings(entry, index)
+        slots = [
+            (spec, SlotSnapshot(index, index.select(selected, spec.exclude)))
+            for spec, selected in plans
+            if spec.optimizer_state
+        ]
         if trap is not None:
             self.context.add_finding(model, trap)
             self._report_trap(model, trap, frame)
@@ -260,7 +273,7 @@ class TestObserver:
         finally:
             if building and has_train_function(model):
                 provenance.build_started(model, state_now)
-        found = merge([trap] if trap else [], shared_findings(index, provenance))
+        found = merge([trap] if trap else [], state_found, shared_findings(index, provenance))
         if before is None or window is None:
             for finding in found:
                 self.context.add_finding(model, finding)
@@ -272,12 +285,31 @@ class TestObserver:
             found = merge(found, diff._diagnose())
             for finding in found:
                 self.context.add_finding(model, finding)
-            self._check_markers(model, plans, diff, found, f"{model.name}.{method}()")
+            self._check_markers(model, plans, diff, found, f"{model.name}.{method}()", slots)
         finally:
             if tracker is not None:
                 self._record(tracker, model, method, diff, found)
             diff._release_values()  # a record keeps the figures, never the values
         return result
+
+    def _optimizer_state_findings(
+        self, entry: TrainedModel | None, index: ModelIndex
+    ) -> list[Finding]:
+        """Before a training call: state the optimizer keeps for frozen weights, and
+        weights that start training again with moments left from an earlier phase."""
+        if entry is None:
+            return []
+        now = {id(v) for v in index.flavor.trainable_weights(index.model)}
+        found = []
+        if entry.trainable is not None:
+            stale = stale_moments_finding(index, now - entry.trainable)
+            if stale is not None:
+                found.append(stale)
+        entry.trainable = now
+        frozen = frozen_slots_finding(index, now)
+        if frozen is not None:
+            found.append(frozen)
+        return found
 
     def _trained_entry(self, model: Any) -> TrainedModel:
         for entry in self.trained:
@@ -313,9 +345,21 @@ class TestObserver:
         diff: WeightDiff,
         found: list[Finding],
         where: str,
+        slots: Sequence[tuple[MarkerSpec, SlotSnapshot]] = (),
     ) -> None:
         __tracebackhide__ = True
         failures = []
+        for spec, before in slots:  # optimizer_state=True: the slots must not change
+            changed = before.changes(before.retake())
+            if changed:
+                failures.append(
+                    FreezeAssertionError(
+                        errors.slots_changed(f"{spec.label} on {where}", str(model.name),
+                                             len(changed))
+                        + "\n" + "\n".join(explain.slot_changes(changed)),
+                        diff=diff, findings=found,
+                    )
+                )  # fmt: skip
         for spec, selected in plans:
             spec.checks += 1
             # a marker checks every model holding its layers: a by= name another model

@@ -279,3 +279,52 @@ def classify_assign(frame: Any) -> tuple[AssignKind, str] | None:
     while f is not None and package_of(f) in LIBRARY_PACKAGES:
         f = f.f_back
     return "outside", (_location(f) if f is not None else "<unknown>")
+
+
+def optimizer_slots(optimizer: Any, weights: list[Any]) -> dict[int, list[tuple[str, Any]]]:
+    """The state an optimizer keeps for each of ``weights`` (id -> ``[(slot name, slot
+    variable)]``), read from its own bookkeeping: Keras 3 and tf_keras index the
+    variables they were built for (``_trainable_variables_indices`` / ``_index_dict``)
+    and keep each kind of state as a list in that order (``_momentums``,
+    ``_velocities``, Adafactor's ``_r``/``_c``/``_v``, the EMA copies of ``use_ema``,
+    the accumulators of ``gradient_accumulation_steps``); tf_keras' legacy optimizers
+    answer ``get_slot``. A ``LossScaleOptimizer`` keeps its state in its inner optimizer.
+    Empty before the optimizer is built."""
+    inner = getattr(optimizer, "inner_optimizer", None)
+    if inner is not None:
+        optimizer = inner
+    found: dict[int, list[tuple[str, Any]]] = {}
+    indices = getattr(optimizer, "_trainable_variables_indices", None)
+    if indices is None:
+        indices = getattr(optimizer, "_index_dict", None)
+    var_key = getattr(optimizer, "_var_key", None)
+    if isinstance(indices, dict) and indices and callable(var_key):
+        size = len(indices)
+        lists = [
+            (name.lstrip("_"), value)
+            for name, value in vars(optimizer).items()
+            if isinstance(value, list)
+            and len(value) == size
+            and name not in ("_trainable_variables", "_variables")
+            and any(hasattr(v, "assign") for v in value)
+        ]
+        for weight in weights:
+            i = indices.get(var_key(weight))
+            if i is None:
+                continue
+            slots = [(name, values[i]) for name, values in lists if values[i] is not None]
+            if slots:
+                found[id(weight)] = slots
+        return found
+    names = getattr(optimizer, "get_slot_names", None)
+    if callable(names):  # tf_keras' legacy OptimizerV2
+        for weight in weights:
+            slots = []
+            for name in names():
+                try:
+                    slots.append((name, optimizer.get_slot(weight, name)))
+                except (KeyError, ValueError):
+                    continue
+            if slots:
+                found[id(weight)] = slots
+    return found

@@ -252,7 +252,7 @@ def snapshot_released(model: str) -> str:
 
 # -- markers ----------------------------------------------------------------------------
 MARKER_USAGE = {
-    "frozen": "frozen(*layers, exclude=(), by=None, atol=0.0, rtol=0.0)",
+    "frozen": "frozen(*layers, exclude=(), by=None, atol=0.0, rtol=0.0, optimizer_state=False)",
     "trains": "trains(*layers, exclude=(), atol=0.0, rtol=0.0)",
     "trains_only": "trains_only(*layers, allow=(), exclude=(), atol=0.0, rtol=0.0)",
 }
@@ -392,3 +392,15 @@ def json_write_failed(path: Any, err: Exception) -> str:
 
 def weights_count(n: int) -> str:
     return plural(n, "weight")
+
+
+def optimizer_state_bool(value: Any) -> str:
+    return f"optimizer_state must be True or False, not {value!r}"
+
+
+def slots_changed(label: str, model: str, n: int) -> str:
+    return (
+        f"{label} failed: the selected weights of model {model!r} did not move, but the "
+        f"optimizer state kept for them did ({n} slot{'s' if n != 1 else ''} changed: "
+        "momenta/moments keep accumulating for weights that do not train)"
+    )

@@ -354,5 +354,54 @@ def two_optimizers(
     )
 
 
+def frozen_slots(model: str, paths: Sequence[str], nbytes: int, optimizers: Sequence[str]) -> Texts:
+    """The optimizer keeps state (momenta, moments) for weights that are frozen now."""
+    return (
+        f"{model}: {names(optimizers)} holds optimizer state for "
+        f"{plural(len(paths), 'weight')} that {'is' if len(paths) == 1 else 'are'} frozen "
+        f"now ({byte_text(nbytes)})",
+        f"{names(paths)} are frozen, but {names(optimizers)} still keeps their slots "
+        f"(momenta, moments, EMA copies): {byte_text(nbytes)} held for weights that do not "
+        "train. If they are unfrozen later with the same optimizer, they start from these "
+        "old moments.",
+        f"compile {model} again with a new optimizer instance after freezing "
+        "(optimizer=keras.optimizers.Adam(...), not the old object) to free them.",
+    )
+
+
+def stale_moments(model: str, paths: Sequence[str]) -> Texts:
+    """A weight starts training with optimizer state left from an earlier phase."""
+    return (
+        f"{model}: {plural(len(paths), 'weight')} start training with optimizer moments "
+        f"left from an earlier phase ({names(paths)})",
+        f"{names(paths)} were not trainable at {model}'s previous training call and train "
+        "now, but the optimizer's state for them is not zero: it was kept from when they "
+        "trained before (unfrozen without a new optimizer), so their first updates follow "
+        "the old momenta and moments, not their new gradients.",
+        f"compile {model} with a new optimizer instance when a new training phase "
+        "unfreezes weights (the keras-io fine-tuning guide recompiles with a fresh Adam).",
+    )
+
+
+def slot_changes(changes: Sequence[Any]) -> list[str]:
+    """The lines of the optimizer-state part of a failure message (``SlotChange``s)."""
+    lines = [f"Optimizer state that changed ({plural(len(changes), 'slot')}):"]
+    for change in changes[:20]:
+        lines.append(
+            f"  {change.path}  {change.optimizer}.{change.slot}  {change.shape}  "
+            f"max |Δ| {change.max_abs_delta:.3g}  changed {change.changed_elements}/{change.size}"
+        )
+    if len(changes) > 20:
+        lines.append(f"  ... and {len(changes) - 20} more")
+    return lines
+
+
+def byte_text(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} bytes"
+
+
 def describe_layers(items: Sequence[Any]) -> str:
     return names([str(i) for i in items])

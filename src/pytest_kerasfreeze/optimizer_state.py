@@ -1,0 +1,148 @@
+"""Optimizer state of the watched weights: the slots an optimizer keeps for each weight
+(momenta, moments, Adafactor factors, EMA copies, gradient accumulators), a copy of them,
+what changed, and the two findings about them.
+
+* **frozen slots** — the optimizer holds state for weights that are frozen now: memory a
+  user can free by compiling with a new optimizer;
+* **stale moments** — a weight starts training with state left from an earlier phase
+  (unfrozen without a new optimizer): its first updates follow the old moments.
+
+The slots are found through the optimizer's own bookkeeping
+(:func:`pytest_kerasfreeze.tracing.optimizer_slots`); values are read with numpy copies,
+only when a check asks for them.
+
+Example::
+
+    before = SlotSnapshot.take(index, index.select(["base"]))
+    model.fit(x, y)
+    changed = before.changes(before.retake())     # [SlotChange, ...]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from pytest_kerasfreeze import tracing
+from pytest_kerasfreeze.findings import FROZEN_SLOTS, STALE_MOMENTS, Finding
+from pytest_kerasfreeze.messages import explain
+from pytest_kerasfreeze.selection import ModelIndex
+from pytest_kerasfreeze.sequences import unique
+
+
+@dataclass(frozen=True)
+class SlotChange:
+    """One slot of one weight that changed: ``path`` of the weight, ``slot`` its name
+    (``"momentums"``, ``"velocities"``), ``optimizer`` the model attribute holding it."""
+
+    path: str
+    slot: str
+    optimizer: str
+    shape: tuple[int, ...]
+    max_abs_delta: float
+    changed_elements: int
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape)) if self.shape else 1
+
+
+def _value(slot: Any) -> np.ndarray:
+    return np.array(slot.numpy() if hasattr(slot, "numpy") else slot, copy=True)
+
+
+def slots_of(index: ModelIndex, variables: list[Any]) -> list[tuple[str, int, str, Any]]:
+    """``(optimizer name, weight id, slot name, slot variable)`` for the slots the
+    model's optimizers keep for ``variables``."""
+    found = []
+    for name, optimizer in tracing.optimizers_of(index.model).values():
+        if getattr(optimizer, "inner_optimizer", None) is not None and name.endswith(
+            ".inner_optimizer"
+        ):
+            continue  # the LossScaleOptimizer reads through to it already
+        for var_id, slots in tracing.optimizer_slots(optimizer, variables).items():
+            found += [(name, var_id, slot_name, slot) for slot_name, slot in slots]
+    return found
+
+
+class SlotSnapshot:
+    """Copies of the optimizer slots of some weights of one model, at one moment."""
+
+    def __init__(self, index: ModelIndex, variables: list[Any]) -> None:
+        self.index = index
+        self.variables = list(variables)
+        tracing.synced_model(index.model)  # JAX keeps them in its training state mid-fit
+        self.values: dict[tuple[str, int, str], np.ndarray] = {
+            (opt, var_id, slot_name): _value(slot)
+            for opt, var_id, slot_name, slot in slots_of(index, self.variables)
+        }
+
+    def retake(self) -> SlotSnapshot:
+        return SlotSnapshot(self.index, self.variables)
+
+    def changes(self, after: SlotSnapshot) -> list[SlotChange]:
+        """The slots that changed since this snapshot. A slot created since counts when
+        it holds anything but zeros (a new optimizer's moments start at zero)."""
+        out = []
+        for key, new in after.values.items():
+            old = self.values.get(key)
+            if old is None:
+                old = np.zeros_like(new)
+            if old.shape == new.shape and np.array_equal(old, new, equal_nan=True):
+                continue
+            delta = (
+                np.abs(new.astype("float64") - old.astype("float64"))
+                if old.shape == new.shape
+                else np.abs(new.astype("float64"))
+            )
+            opt, var_id, slot_name = key
+            out.append(
+                SlotChange(
+                    path=self.index.info[var_id].path,
+                    slot=slot_name,
+                    optimizer=opt,
+                    shape=tuple(new.shape),
+                    max_abs_delta=float(np.nanmax(delta)) if delta.size else 0.0,
+                    changed_elements=int(np.count_nonzero(delta)),
+                )
+            )
+        return out
+
+
+def frozen_slots_finding(index: ModelIndex, trainable: set[int]) -> Finding | None:
+    """The state the model's optimizers hold for weights that are frozen now
+    (``trainable``: ids of the weights that train now)."""
+    frozen = [v for v in index.variables if id(v) not in trainable]
+    if not frozen:
+        return None
+    slots = slots_of(index, frozen)
+    if not slots:
+        return None
+    held = unique((var_id for _, var_id, _, _ in slots), key=str)
+    nbytes = sum(index.flavor.nbytes(slot) for _, _, _, slot in slots)
+    paths = [index.info[i].path for i in held]
+    layers = unique((index.info[i].layer_path or index.name for i in held), key=str)
+    optimizers = unique((opt for opt, _, _, _ in slots), key=str)
+    summary, explanation, fix = explain.frozen_slots(index.name, paths, nbytes, optimizers)
+    return Finding(FROZEN_SLOTS, index.name, summary, explanation, fix, layers)
+
+
+def stale_moments_finding(index: ModelIndex, unfrozen: set[int]) -> Finding | None:
+    """Weights about to train again (``unfrozen``: ids trainable now, not at the model's
+    previous training call) whose optimizer state is not zero: left from an earlier
+    phase."""
+    if not unfrozen:
+        return None
+    variables = [v for v in index.variables if id(v) in unfrozen]
+    stale = unique(
+        (var_id for _, var_id, _, slot in slots_of(index, variables) if np.any(_value(slot))),
+        key=str,
+    )
+    if not stale:
+        return None
+    paths = [index.info[i].path for i in stale]
+    layers = unique((index.info[i].layer_path or index.name for i in stale), key=str)
+    summary, explanation, fix = explain.stale_moments(index.name, paths)
+    return Finding(STALE_MOMENTS, index.name, summary, explanation, fix, layers)
