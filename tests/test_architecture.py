@@ -30,7 +30,7 @@ LAYERS = [
     {"diagnosis", "optimizer_state"},
     {"captures"},
     {"weightdiff"},
-    {"snapshots"},
+    {"snapshots", "reload"},
     {"context"},
     {"checks"},
     {"tracker", "guard"},

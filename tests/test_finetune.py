@@ -241,7 +241,7 @@ def test_enable_lora_before_compile_is_silent(recwarn, weight_tracker):
     assert weight_tracker.records[0].findings == []
 
 
-def test_a_variable_flag_set_by_hand_is_recorded():
+def test_a_variable_flag_set_by_hand_is_recorded(weight_tracker):
     if LEGACY:
         pytest.skip("tf_keras variables have no trainable setter")
     model, _ = base_and_head(freeze_base=False)

@@ -44,7 +44,7 @@ def test_interrupted_inside_fit(weight_tracker):
     assert weight_tracker.records == []  # the call never finished: nothing recorded
     make_model().fit(X, Y, verbose=0)
 
-def test_trap_warns(recwarn):
+def test_trap_warns(weight_tracker, recwarn):  # asks for a check: warned for every trap
     model = make_model()
     model.get_layer("head").trainable = False
     model.fit(X, Y, verbose=0)

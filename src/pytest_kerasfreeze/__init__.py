@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     )
     from pytest_kerasfreeze.findings import Finding
     from pytest_kerasfreeze.guard import FreezeGuard, GuardCheck
+    from pytest_kerasfreeze.reload import ReloadReport, assert_reload_trains_the_same
     from pytest_kerasfreeze.snapshots import Snapshot, diff
     from pytest_kerasfreeze.tracker import TrainingRecord, WeightTracker
     from pytest_kerasfreeze.weightdiff import WeightDiff
@@ -50,6 +51,8 @@ _LAZY = {
     "assert_trains": "checks",
     "assert_trains_only": "checks",
     "snapshot": "checks",
+    "assert_reload_trains_the_same": "reload",
+    "ReloadReport": "reload",
     "Finding": "findings",
     "Mover": "changes",
     "WeightChange": "changes",
@@ -71,6 +74,7 @@ __all__ = [
     "KerasFreezeWarning",
     "LayerNotFoundError",
     "Mover",
+    "ReloadReport",
     "Snapshot",
     "TrainingRecord",
     "WeightChange",
@@ -78,6 +82,7 @@ __all__ = [
     "WeightTracker",
     "__version__",
     "assert_frozen",
+    "assert_reload_trains_the_same",
     "assert_trains",
     "assert_trains_only",
     "diff",

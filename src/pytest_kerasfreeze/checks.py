@@ -224,10 +224,18 @@ class FreezeCheck(Watch):
             found = [*found, slots_finding]
         slots = self._slots.changes(self._slots.retake()) if self._slots is not None else []
         try:
-            judged = filled._check(self.expect, self.layers, exclude=self.exclude,
-                                   allow=self.allow, by=self._by, atol=self.atol,
-                                   rtol=self.rtol, source="helper",
-                                   label=f"assert_{self.expect}", findings=found)  # fmt: skip
+            judged = filled._check(
+                self.expect,
+                self.layers,
+                exclude=self.exclude,
+                allow=self.allow,
+                by=self._by,
+                atol=self.atol,
+                rtol=self.rtol,
+                source="helper",
+                label=f"assert_{self.expect}",
+                findings=found,
+            )
         except FreezeAssertionError as err:
             if slots:  # both halves: the weights and their optimizer state
                 raise FreezeAssertionError(

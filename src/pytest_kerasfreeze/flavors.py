@@ -376,3 +376,14 @@ def callback_bases() -> tuple[type, ...]:
             "here: pip install keras (or tf_keras)"
         )
     return tuple(module.callbacks.Callback for module in modules)
+
+
+def is_legacy(model: Any) -> bool:
+    """Whether ``model`` is a tf_keras (Keras 2) model."""
+    return any(cls.__module__.split(".", 1)[0] == "tf_keras" for cls in type(model).__mro__)
+
+
+def load_model(model: Any, path: str, **kwargs: Any) -> Any:
+    """Load a saved model with the loader of ``model``'s Keras (Keras 3 or tf_keras)."""
+    module = importlib.import_module("tf_keras" if is_legacy(model) else "keras")
+    return module.models.load_model(path, **kwargs)

@@ -352,14 +352,9 @@ class TestObserver:
         for spec, before in slots:  # optimizer_state=True: the slots must not change
             changed = before.changes(before.retake())
             if changed:
-                failures.append(
-                    FreezeAssertionError(
-                        errors.slots_changed(f"{spec.label} on {where}", str(model.name),
-                                             len(changed))
-                        + "\n" + "\n".join(explain.slot_changes(changed)),
-                        diff=diff, findings=found,
-                    )
-                )  # fmt: skip
+                header = errors.slots_changed(f"{spec.label} on {where}", model.name, len(changed))
+                text = "\n".join([header, *explain.slot_changes(changed)])
+                failures.append(FreezeAssertionError(text, diff=diff, findings=found))
         for spec, selected in plans:
             spec.checks += 1
             # a marker checks every model holding its layers: a by= name another model

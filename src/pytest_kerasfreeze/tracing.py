@@ -18,6 +18,8 @@ import os
 import sys
 from typing import Any, Literal
 
+import numpy as np
+
 from pytest_kerasfreeze.changes import OptimizerRef
 from pytest_kerasfreeze.flavors import LIBRARY_PACKAGES, flavor_of, package_of
 from pytest_kerasfreeze.messages import errors
@@ -196,8 +198,6 @@ def _all_zero(grad: Any) -> bool:
     try:
         if hasattr(grad, "any") and type(grad).__module__.startswith("torch"):
             return not bool(grad.any())
-        import numpy as np
-
         return not np.any(np.asarray(grad))
     except Exception:  # noqa: BLE001 - not readable as an array (IndexedSlices...): unknown
         return False

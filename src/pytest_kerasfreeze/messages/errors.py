@@ -404,3 +404,40 @@ def slots_changed(label: str, model: str, n: int) -> str:
         f"optimizer state kept for them did ({n} slot{'s' if n != 1 else ''} changed: "
         "momenta/moments keep accumulating for weights that do not train)"
     )
+
+
+# -- save and reload --------------------------------------------------------------------
+def reload_bad_format(value: Any, formats: Sequence[str]) -> str:
+    return (
+        f"assert_reload_trains_the_same: format={value!r} is not one of "
+        f"{', '.join(repr(f) for f in formats)} ('tf' is tf_keras' SavedModel)"
+    )
+
+
+def reload_tf_needs_tf_keras(model: str) -> str:
+    return (
+        f"assert_reload_trains_the_same: format='tf' (a SavedModel) exists only in tf_keras; "
+        f"model {model!r} is a Keras 3 model: use format='keras' (or 'h5')"
+    )
+
+
+def reload_failed(model: str, format: str, path: str) -> str:
+    return (
+        f"pytest-kerasfreeze: the {format!r} round trip of model {model!r} did not load back "
+        f"({path}): the saved file cannot restore this model as it is"
+    )
+
+
+def reload_differs(model: str, format: str, differences: dict[str, list[str]]) -> str:
+    n = sum(len(lines) for lines in differences.values())
+    lines = [
+        f"assert_reload_trains_the_same failed: the {format!r} round trip of model {model!r} "
+        f"changed {n} thing{'s' if n != 1 else ''}",
+        "Expected: every weight's value, every weight's effective flag (what the next "
+        "compile() trains) and every layer's own trainable flag the same after loading",
+        "",
+    ]
+    for where, found in differences.items():
+        lines.append(f"  {where}:")
+        lines += [f"    {line}" for line in found]
+    return "\n".join(lines)
