@@ -30,7 +30,7 @@ LAYERS = [
     {"diagnosis", "optimizer_state"},
     {"captures"},
     {"weightdiff"},
-    {"snapshots", "reload"},
+    {"snapshots", "reload", "modes"},
     {"context"},
     {"checks"},
     {"tracker", "guard"},

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     )
     from pytest_kerasfreeze.findings import Finding
     from pytest_kerasfreeze.guard import FreezeGuard, GuardCheck
+    from pytest_kerasfreeze.modes import InferenceModeCheck, assert_inference_mode
     from pytest_kerasfreeze.reload import ReloadReport, assert_reload_trains_the_same
     from pytest_kerasfreeze.snapshots import Snapshot, diff
     from pytest_kerasfreeze.tracker import TrainingRecord, WeightTracker
@@ -52,6 +53,8 @@ _LAZY = {
     "assert_trains_only": "checks",
     "snapshot": "checks",
     "assert_reload_trains_the_same": "reload",
+    "assert_inference_mode": "modes",
+    "InferenceModeCheck": "modes",
     "ReloadReport": "reload",
     "Finding": "findings",
     "Mover": "changes",
@@ -71,6 +74,7 @@ __all__ = [
     "FreezeGuard",
     "FreezeViolationWarning",
     "GuardCheck",
+    "InferenceModeCheck",
     "KerasFreezeWarning",
     "LayerNotFoundError",
     "Mover",
@@ -82,6 +86,7 @@ __all__ = [
     "WeightTracker",
     "__version__",
     "assert_frozen",
+    "assert_inference_mode",
     "assert_reload_trains_the_same",
     "assert_trains",
     "assert_trains_only",

@@ -19,6 +19,7 @@ FindingKind = Literal[
     "frozen parent",
     "frozen slots",
     "stale moments",
+    "frozen layer in training mode",
 ]
 COMPILE_ORDER: FindingKind = "compile-order trap"
 SHARED: FindingKind = "shared weights"
@@ -29,6 +30,7 @@ TWO_OPTIMIZERS: FindingKind = "two optimizers"
 FROZEN_PARENT: FindingKind = "frozen parent"
 FROZEN_SLOTS: FindingKind = "frozen slots"
 STALE_MOMENTS: FindingKind = "stale moments"
+FROZEN_IN_TRAINING: FindingKind = "frozen layer in training mode"
 
 Outcome = Literal["honoured", "ignored", "raises"]
 

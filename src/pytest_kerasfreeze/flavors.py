@@ -387,3 +387,50 @@ def load_model(model: Any, path: str, **kwargs: Any) -> Any:
     """Load a saved model with the loader of ``model``'s Keras (Keras 3 or tf_keras)."""
     module = importlib.import_module("tf_keras" if is_legacy(model) else "keras")
     return module.models.load_model(path, **kwargs)
+
+
+# Keras' own layers whose behaviour depends on ``training``: normalization (batch
+# statistics), regularization (dropout, noise) and random augmentation. Other Keras
+# layers take ``training`` only to pass it on (Keras 3's Dense, for LoRA and
+# quantization); a container passes it to its layers, which are checked themselves.
+_TRAINING_MODULES = (".normalization.", ".regularization.", ".preprocessing.", ".noise")
+
+
+def takes_training(layer: Any) -> bool:
+    """Whether a layer's behaviour depends on ``training``: a Keras layer of the kinds
+    above, or a user's layer whose ``call`` takes ``training``."""
+    takes = bool(
+        getattr(layer, "_call_has_training_arg", None)  # Keras 3
+        or getattr(layer, "_expects_training_arg", None)  # tf_keras
+    )
+    if not takes:
+        return False
+    module = type(layer).__module__
+    if module.split(".", 1)[0] not in KERAS_PACKAGES:
+        return True  # the user's own layer: its call decides
+    name = type(layer).__name__
+    return any(part in module + "." for part in _TRAINING_MODULES) or name.endswith(
+        ("Dropout", "Noise")
+    )
+
+
+def is_batch_normalization(layer: Any) -> bool:
+    return any("BatchNormalization" in cls.__name__ for cls in type(layer).__mro__)
+
+
+def mode_ran(layer: Any, training: Any) -> bool | None:
+    """The mode ``layer`` really ran in when ``training`` reached its ``call``: a
+    BatchNormalization runs in training mode only when it is trainable too (Keras 3 and
+    tf_keras alike); every other layer in the ``training`` it got. ``None`` where the
+    value is not known here (a symbolic learning phase)."""
+    if training is None:
+        training = False
+    try:
+        value = bool(training)
+    except Exception:  # noqa: BLE001 - a symbolic tensor: not known in Python
+        return None
+    if is_batch_normalization(layer):
+        return value and bool(layer.trainable)
+    if type(layer).__name__.endswith("Dropout") and getattr(layer, "rate", None) == 0:
+        return False  # a rate of 0 is the identity in either mode
+    return value

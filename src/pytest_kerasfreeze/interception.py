@@ -13,6 +13,7 @@ their ``tf_keras`` twins — and put back, the very same objects, by
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -230,3 +231,60 @@ class _Observed(property):
     """The observed ``trainable`` property, which remembers the original."""
 
     __kerasfreeze_original__: property
+
+
+class ModePatch:
+    """Sees the ``training`` value that reaches every layer's ``call`` while installed:
+    Keras 3's ``Operation.__call__`` gets it resolved from the call context; tf_keras
+    resolves it in ``Layer._get_propagated_call_context_arguments``. Both are put back,
+    the very same objects, by :meth:`uninstall` (call it in a ``finally``). Under a
+    trace (``tf.function``, ``jax.jit``) the hook runs while the step is traced.
+    """
+
+    def __init__(self, seen: Callable[[Any, Any], None]) -> None:
+        self._seen = seen
+        self._undo: list[tuple[type, str, Any]] = []
+
+    def install(self) -> None:
+        if self._undo:
+            return
+        seen = self._seen
+        keras3 = sys.modules.get("keras")
+        if keras3 is not None and isinstance(getattr(keras3, "Model", None), type):
+            operation = importlib.import_module("keras.src.ops.operation").Operation
+            layer_class = keras3.layers.Layer
+            original = operation.__dict__["__call__"]
+
+            @functools.wraps(original)
+            def call(op: Any, *args: Any, **kwargs: Any) -> Any:
+                if "training" in kwargs and isinstance(op, layer_class):
+                    seen(op, kwargs["training"])
+                return original(op, *args, **kwargs)
+
+            self._put(operation, "__call__", original, call)
+        tf_keras = sys.modules.get("tf_keras")
+        if tf_keras is not None:
+            base = importlib.import_module("tf_keras.src.engine.base_layer").Layer
+            name = "_get_propagated_call_context_arguments"
+            resolve = base.__dict__.get(name)
+            if resolve is not None:
+
+                @functools.wraps(resolve)
+                def propagated(layer: Any, *args: Any, **kwargs: Any) -> Any:
+                    result = resolve(layer, *args, **kwargs)
+                    if getattr(layer, "_expects_training_arg", False):
+                        _, call_kwargs, context = result
+                        seen(layer, call_kwargs.get("training", context.get("training")))
+                    return result
+
+                self._put(base, name, resolve, propagated)
+
+    def _put(self, owner: type, name: str, original: Any, replacement: Any) -> None:
+        setattr(replacement, _ORIGINAL, original)
+        setattr(owner, name, replacement)
+        self._undo.append((owner, name, original))
+
+    def uninstall(self) -> None:
+        while self._undo:
+            owner, name, original = self._undo.pop()
+            setattr(owner, name, original)

@@ -441,3 +441,26 @@ def reload_differs(model: str, format: str, differences: dict[str, list[str]]) -
         lines.append(f"  {where}:")
         lines += [f"    {line}" for line in found]
     return "\n".join(lines)
+
+
+# -- inference mode ---------------------------------------------------------------------
+def no_training_dependent_layer(target: str, model: str) -> str:
+    return (
+        f"assert_inference_mode: {target} of model {model!r} holds no layer whose behaviour "
+        "depends on training (BatchNormalization, Dropout, a layer whose call takes "
+        "training): there is nothing to check — select the layers that have one"
+    )
+
+
+def no_layer_matches(selector: str, model: str, paths: Sequence[str]) -> str:
+    shown = ", ".join(paths[:12]) + (" ..." if len(paths) > 12 else "")
+    return f"no layer of model {model!r} matches {selector!r}; its layers: {shown}"
+
+
+def modes_not_observed(model: str) -> str:
+    return (
+        f"assert_inference_mode could not see how the layers of model {model!r} ran: its "
+        "train function was traced (by an earlier fit()) before the check started, so no "
+        "layer code ran in Python during the block. Put the check around the first fit(), "
+        "or call compile() again first (a new train function is traced inside the check)."
+    )

@@ -403,5 +403,60 @@ def byte_text(n: int) -> str:
     return f"{n} bytes"
 
 
+def inference_mode_failure(
+    model: str,
+    target: str,
+    n_training: int,
+    n_layers: int,
+    rows: Sequence[tuple[str, str, str]],
+    findings: Sequence[Any],
+) -> str:
+    """The message of a failed ``assert_inference_mode``: ``rows`` are (layer path, its
+    class, what running in training mode changed)."""
+    lines = [
+        f"assert_inference_mode failed: {n_training} of {plural(n_layers, 'layer')} of "
+        f"{target} ran in training mode in model {model!r}",
+        f"Expected: every BatchNormalization, Dropout and other layer whose call takes "
+        f"training, of {target}, runs in inference mode in every call",
+        "",
+        "Layers that ran in training mode:",
+    ]
+    width = max(len(p) for p, _, _ in rows)
+    kinds = max(len(k) for _, k, _ in rows)
+    lines += [f"  {p:<{width}}  {k:<{kinds}}  {what}" for p, k, what in rows]
+    if findings:
+        lines += ["", "Diagnosis:"]
+        for f in findings:
+            lines += [f"  [{f.kind}] {f.summary}", f"    {f.explanation}", f"    Fix: {f.fix}"]
+    return "\n".join(lines)
+
+
+def frozen_in_training(model: str, frozen: Sequence[tuple[str, str, str, str]]) -> Texts:
+    """Layers inside a frozen part that ran in training mode: (path, class, what it
+    changed, why it counts as frozen)."""
+    parts = []
+    for path, kind, what, why in frozen:
+        if "Dropout" in kind:
+            cause = "a Dropout runs in the training value that reaches it, whatever its flag"
+        elif why == "its own flag is False":
+            cause = "fit() passed training=True and this Keras did not apply the flag"
+        else:
+            cause = (
+                "its own flag says trainable, so a BatchNormalization runs in training mode "
+                "(training and trainable) although a container above it is frozen"
+            )
+        parts.append(f"{path} ({kind}, {why}): {what} — {cause}")
+    return (
+        f"{model}: {plural(len(frozen), 'layer')} inside a frozen part ran in training mode "
+        f"({names([p for p, _, _, _ in frozen])})",
+        "; ".join(parts) + ". Frozen is not inference mode: fit() calls every layer with "
+        "training=True; a functional base(x, training=False) is overridden on Keras releases "
+        "with keras-team/keras#20285.",
+        "call the frozen part in inference mode for good: set trainable=False on its "
+        "BatchNormalization layers too, and remove or bypass its Dropout layers (or run "
+        "the frozen part outside the trained model, e.g. precompute its features).",
+    )
+
+
 def describe_layers(items: Sequence[Any]) -> str:
     return names([str(i) for i in items])
