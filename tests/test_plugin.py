@@ -78,7 +78,8 @@ def test_markers_are_registered_for_strict_markers(user_project):
     markers = user_project.runpytest("--markers")
     markers.stdout.fnmatch_lines(
         [
-            "@pytest.mark.frozen(*layers, exclude=(), by=None, atol=0.0, rtol=0.0):*",
+            "@pytest.mark.frozen(*layers, exclude=(), by=None, atol=0.0, rtol=0.0, "
+            "optimizer_state=False):*",
             "@pytest.mark.trains(*layers, exclude=(), atol=0.0, rtol=0.0):*",
             "@pytest.mark.trains_only(*layers, allow=(), exclude=(), atol=0.0, rtol=0.0):*",
         ]
