@@ -135,3 +135,54 @@ def test_a_step_traced_before_the_check_is_said_plainly():
     with pytest.raises(FreezeAssertionError, match="dropout active"):
         with assert_inference_mode(model, "base"):
             model.fit(X, Y, batch_size=8, verbose=0)
+
+
+MARKED = """
+import os
+import numpy as np
+import pytest
+if os.environ.get("TF_USE_LEGACY_KERAS") == "1":
+    import tf_keras as keras
+else:
+    import keras
+
+X = np.random.default_rng(0).normal(size=(16, 8)).astype("float32")
+
+def model_with_frozen_base(rate):
+    base = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, name="features"),
+                             keras.layers.BatchNormalization(name="bn"),
+                             keras.layers.Dropout(rate, name="drop")], name="base")
+    base.trainable = False
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(1, name="head")(base(inputs)), name="clf")
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+@pytest.mark.inference_mode("base")
+def test_frozen_batchnorm_twice():
+    model = model_with_frozen_base(0.0)
+    model.fit(X, X[:, :1], verbose=0)
+    model.fit(X, X[:, :1], verbose=0)  # reuses the traced step
+
+@pytest.mark.inference_mode("base")
+def test_dropout_in_the_frozen_base():
+    model_with_frozen_base(0.5).fit(X, X[:, :1], verbose=0)  # the offending line
+
+@pytest.mark.inference_mode("encoder")
+def test_checked_nothing():
+    model_with_frozen_base(0.0).fit(X, X[:, :1], verbose=0)
+"""
+
+
+def test_the_inference_mode_marker(pytester):
+    pytester.makepyfile(test_user=MARKED)
+    result = pytester.runpytest("-p", "no:randomly", "--strict-markers")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*FreezeAssertionError: @pytest.mark.inference_mode('base') failed on clf.fit(): "
+            "1 of 2 layers of 'base' ran in training mode in model 'clf'",
+            "*base/drop  Dropout  dropout active",
+        ]
+    )
+    result.stdout.fnmatch_lines(["*@pytest.mark.inference_mode('encoder') checked nothing*"])

@@ -24,6 +24,7 @@ _KEYWORDS = {
     "frozen": ("exclude", "by", "atol", "rtol", "optimizer_state"),
     "trains": ("exclude", "atol", "rtol"),
     "trains_only": ("allow", "exclude", "atol", "rtol"),
+    "inference_mode": ("exclude",),
 }
 
 
@@ -88,7 +89,7 @@ def parse_marker(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Ma
     if unknown:
         raise MarkerUsageError(errors.marker_unknown_keywords(name, unknown, usage))
     exclude = as_selectors(kwargs.get("exclude", ()))
-    if not args and not exclude:  # exclude= alone: every weight of the model but those
+    if not args and not exclude and name != "inference_mode":  # exclude= alone: all but those
         raise MarkerUsageError(errors.marker_needs_layers(name, usage))
     allow = as_selectors(kwargs.get("allow", ()))
     for arg in (*args, *exclude, *allow):

@@ -45,8 +45,20 @@ class InferenceModeCheck:
     gives the check: ``c.modes`` maps each layer path to ``(training calls seen,
     inference calls seen)``. An exception raised in the block propagates unchanged."""
 
-    def __init__(self, model: Any, layers: Sequence[Any] = (), exclude: Any = ()) -> None:
+    def __init__(
+        self,
+        model: Any,
+        layers: Sequence[Any] = (),
+        exclude: Any = (),
+        memory: dict[tuple[int, int], dict[int, list[int]]] | None = None,
+        label: str = "assert_inference_mode",
+    ) -> None:
         self.model = model
+        # what the trace of each train function showed, for calls that reuse it (a
+        # marker checks every training call of a test)
+        self.memory = memory
+        self.label = label
+        self.call: str | None = None  # the training call a marker checked
         self.index = ModelIndex.of(model)
         self.selectors = tuple(layers)
         self.exclude = as_selectors(exclude)
@@ -113,11 +125,19 @@ class InferenceModeCheck:
             if not getattr(v, "trainable", True) or "moving" in self.index.flavor.short_name(v)
         }
 
-    def __enter__(self) -> InferenceModeCheck:
+    def start(self) -> None:
+        """Start recording (the patch is in place until :meth:`stop`)."""
         self._traced_before = has_train_function(self.model)
         self._seen = {}
         self._stats = self._statistics()
         self._patch.install()
+
+    def stop(self) -> None:
+        """Stop recording: the patched Keras methods are the originals again."""
+        self._patch.uninstall()
+
+    def __enter__(self) -> InferenceModeCheck:
+        self.start()
         return self
 
     def __exit__(
@@ -127,10 +147,10 @@ class InferenceModeCheck:
         tb: TracebackType | None,
     ) -> None:
         __tracebackhide__ = True
-        self._patch.uninstall()
+        self.stop()
         if exc_type is not None:
             return None  # the user's exception goes on untouched
-        self._judge()
+        self.judge()
         return None
 
     def run_fit(self, x: Any, y: Any, fit_kwargs: dict[str, Any]) -> InferenceModeCheck:
@@ -140,8 +160,16 @@ class InferenceModeCheck:
         return self
 
     # -- judging ---------------------------------------------------------------------
-    def _judge(self) -> None:
+    def judge(self) -> None:
+        """Raise :class:`FreezeAssertionError` if a selected layer ran in training mode."""
         __tracebackhide__ = True
+        function = getattr(self.model, "train_function", None)
+        if self.memory is not None and function is not None:
+            key = (id(self.model), id(function))
+            if self._seen:
+                self.memory[key] = dict(self._seen)
+            elif key in self.memory:  # the trace was reused: it runs as it was traced
+                self._seen = dict(self.memory[key])
         self.modes = {
             path: tuple(self._seen.get(id(layer), [0, 0]))  # type: ignore[misc]
             for path, layer in self.layers.items()
@@ -174,6 +202,7 @@ class InferenceModeCheck:
             rows.append((path, kind, what))
         finding = self._finding(rows)
         message = explain.inference_mode_failure(
+            self.label + (f" failed on {self.call}" if self.call else " failed"),
             str(self.model.name),
             selector_text(self.selectors) or "the whole model",
             len(training),

@@ -29,12 +29,17 @@ from pytest_kerasfreeze import context, tracing
 from pytest_kerasfreeze.captures import Capture, resolve_mode
 from pytest_kerasfreeze.context import TestContext
 from pytest_kerasfreeze.diagnosis import detect_trap, shared_findings
-from pytest_kerasfreeze.exceptions import CompileOrderWarning, FreezeAssertionError
+from pytest_kerasfreeze.exceptions import (
+    CompileOrderWarning,
+    FreezeAssertionError,
+    LayerNotFoundError,
+)
 from pytest_kerasfreeze.findings import Finding, merge
 from pytest_kerasfreeze.flavors import flavor_of, has_train_function
 from pytest_kerasfreeze.interception import Interception
 from pytest_kerasfreeze.markers import MarkerSpec, parse_marker
 from pytest_kerasfreeze.messages import errors, explain
+from pytest_kerasfreeze.modes import InferenceModeCheck
 from pytest_kerasfreeze.optimizer_state import (
     SlotSnapshot,
     frozen_slots_finding,
@@ -102,6 +107,8 @@ class TestObserver:
         self._thread = threading.get_ident()
         self._in_call: set[int] = set()
         self._warned: set[tuple[int, str]] = set()  # (model, trap): warn once per trap
+        # inference_mode markers: what each traced train function showed
+        self._mode_memory: dict[tuple[int, int], dict[int, list[int]]] = {}
         self._started = False
         self.refresh_markers()
 
@@ -238,6 +245,7 @@ class TestObserver:
         frame = user_frame()
         trap, state_now = detect_trap(model, method, index, provenance, frame_location(frame))
         state_found = self._optimizer_state_findings(entry, index)
+        modes = self._mode_checks(model) if entry is not None else []
         slots = [
             (spec, SlotSnapshot(index, index.select(selected, spec.exclude)))
             for spec, selected in plans
@@ -262,8 +270,14 @@ class TestObserver:
             mode = resolve_mode(self.context.mode, watched, self.context.digest_above)
             before = Capture(index, variables, observations=self.context, mode=mode)
             window = self.context.attribution.open([model])
+        for _, check in modes:
+            check.start()
         try:
-            result = self._run(model, call)
+            try:
+                result = self._run(model, call)
+            finally:
+                for _, check in modes:
+                    check.stop()
         except Exception as err:
             if window is not None:
                 window.close({})
@@ -273,6 +287,7 @@ class TestObserver:
         finally:
             if building and has_train_function(model):
                 provenance.build_started(model, state_now)
+        self._judge_modes(modes, f"{model.name}.{method}()")
         found = merge([trap] if trap else [], state_found, shared_findings(index, provenance))
         if before is None or window is None:
             for finding in found:
@@ -291,6 +306,30 @@ class TestObserver:
                 self._record(tracker, model, method, diff, found)
             diff._release_values()  # a record keeps the figures, never the values
         return result
+
+    def _mode_checks(self, model: Any) -> list[tuple[MarkerSpec, InferenceModeCheck]]:
+        """An inference-mode check for each ``inference_mode`` marker whose layers this
+        model holds (markers that select no such layer here check other models)."""
+        checks = []
+        for spec in self.markers:
+            if spec.kind != "inference_mode":
+                continue
+            try:
+                check = InferenceModeCheck(
+                    model, spec.layers, spec.exclude, self._mode_memory, spec.label
+                )
+            except (LayerNotFoundError, ValueError):
+                continue
+            spec.matched.update(range(len(spec.layers)))
+            checks.append((spec, check))
+        return checks
+
+    def _judge_modes(self, modes: list[tuple[MarkerSpec, InferenceModeCheck]], where: str) -> None:
+        __tracebackhide__ = True
+        for spec, check in modes:
+            spec.checks += 1
+            check.call = where
+            check.judge()
 
     def _optimizer_state_findings(
         self, entry: TrainedModel | None, index: ModelIndex
@@ -418,6 +457,8 @@ class TestObserver:
         """For each marker, the selectors that select weights of this model."""
         plans: list[tuple[MarkerSpec, list[Any]]] = []
         for spec in self.markers:
+            if spec.kind == "inference_mode":
+                continue  # checked on the layers' modes (_mode_checks), not on weights
             if spec.whole_model:
                 # exclude= alone checks the models that hold what it excludes
                 if all(index.resolve(s, missing_ok=True) for s in spec.exclude):

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 # The engine (numpy, the Keras adapters) is imported when the first test runs, not when
 # the plugin loads: `pytest --co` and projects without Keras pay nothing for it.
-MARKER_NAMES = ("frozen", "trains", "trains_only")
+MARKER_NAMES = ("frozen", "trains", "trains_only", "inference_mode")
 OBSERVER_KEY = pytest.StashKey["TestObserver"]()
 # the observer of the test running now (a fixture's teardown may run during another test)
 CURRENT_KEY = pytest.StashKey["list[TestObserver]"]()

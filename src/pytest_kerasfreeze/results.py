@@ -18,7 +18,7 @@ from pytest_kerasfreeze.findings import Finding
 SCHEMA_VERSION = 2  # of each test's entry in the JSON file ("schema")
 
 CheckSource = Literal["marker", "helper", "diff", "guard"]
-Expect = Literal["frozen", "trains", "trains_only"]
+Expect = Literal["frozen", "trains", "trains_only", "inference_mode"]
 
 
 def counts_json(by_submodel: dict[str, tuple[int, int]]) -> dict[str, dict[str, int]]:

@@ -255,6 +255,7 @@ MARKER_USAGE = {
     "frozen": "frozen(*layers, exclude=(), by=None, atol=0.0, rtol=0.0, optimizer_state=False)",
     "trains": "trains(*layers, exclude=(), atol=0.0, rtol=0.0)",
     "trains_only": "trains_only(*layers, allow=(), exclude=(), atol=0.0, rtol=0.0)",
+    "inference_mode": "inference_mode(*layers, exclude=())",
 }
 MARKER_HELP = {
     "frozen": "every fit()/train_on_batch() of the test on a model holding the selected "
@@ -264,6 +265,9 @@ MARKER_HELP = {
     "trains_only": "every fit()/train_on_batch() of the test on a model holding the "
     "selected weights must move their declared-trainable weights and no other weight of "
     "the model (pytest-kerasfreeze)",
+    "inference_mode": "every fit()/train_on_batch() of the test on a model holding the "
+    "selected layers must run their BatchNormalization, Dropout and other training-"
+    "dependent layers in inference mode (pytest-kerasfreeze)",
 }
 
 

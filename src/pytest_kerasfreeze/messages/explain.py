@@ -404,6 +404,7 @@ def byte_text(n: int) -> str:
 
 
 def inference_mode_failure(
+    label: str,
     model: str,
     target: str,
     n_training: int,
@@ -414,7 +415,7 @@ def inference_mode_failure(
     """The message of a failed ``assert_inference_mode``: ``rows`` are (layer path, its
     class, what running in training mode changed)."""
     lines = [
-        f"assert_inference_mode failed: {n_training} of {plural(n_layers, 'layer')} of "
+        f"{label}: {n_training} of {plural(n_layers, 'layer')} of "
         f"{target} ran in training mode in model {model!r}",
         f"Expected: every BatchNormalization, Dropout and other layer whose call takes "
         f"training, of {target}, runs in inference mode in every call",
