@@ -274,7 +274,10 @@ def test_flag_vs_reality_trainable_but_not_moved(weight_tracker):
     [finding] = weight_tracker.records[0].findings
     assert finding.kind == "flag vs reality"
     assert finding.summary == "branchy: flag says trainable, but 2 weights did not move (dead)"
-    assert "no gradient reaching them" in finding.explanation
+    if BACKEND in ("jax", "torch") and not LEGACY:  # the step runs eagerly: zeros are seen
+        assert "dead/kernel, dead/bias got a gradient of all zeros" in finding.explanation
+    else:  # traced (tf.function): the gradient's value is not seen, the causes are listed
+        assert "no gradient reaching them" in finding.explanation
 
 
 def test_marker_failure_carries_the_diagnosis(user_project):
