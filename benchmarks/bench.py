@@ -40,6 +40,9 @@ TARGETS = {
     "FreezeGuard on a small CNN fit, 3 epochs": ("ratio", 1.05),
     "100 recorded train_on_batch calls, extra RSS": ("mib", 16.0),
     "scale: quarter of memory, digest, extra peak": ("ratio", 0.01),
+    "optimizer_state=True vs the weight check": ("ratio", 1.1),
+    "optimizer_state=True, optimizer reused": ("ratio", 1.1),
+    "inference_mode marker on a small CNN test": ("ratio", 1.05),
 }
 
 
@@ -441,6 +444,105 @@ def bench_marker(args, results):
     )
 
 
+def bench_optimizer_state(args, results):
+    """``assert_frozen(model, "base", optimizer_state=True)`` against the same check
+    without it, around the same (untimed in both) weight assignment to the head: after a
+    fine-tuning stage compiled with a new optimizer (it holds nothing for the base), and
+    with the stage-1 optimizer reused (it holds Adam moments for the whole base)."""
+    import keras
+    import numpy as np
+
+    from pytest_kerasfreeze import assert_frozen
+
+    width, depth = (256, 4) if args.quick else (1024, 8)
+    x = np.random.default_rng(0).normal(size=(64, width)).astype("float32")
+    figures = {}
+    for reused in (False, True):
+        keras.backend.clear_session()
+        layers = [keras.layers.Dense(width, name=f"dense_{i}") for i in range(depth)]
+        base = keras.Sequential([keras.Input((width,)), *layers], name="base")
+        inputs = keras.Input((width,))
+        model = keras.Model(inputs, keras.layers.Dense(1, name="head")(base(inputs)))
+        optimizer = keras.optimizers.Adam(1e-3)
+        model.compile(optimizer=optimizer, loss="mse")
+        model.fit(x, x[:, :1], batch_size=64, verbose=0)
+        base.trainable = False
+        model.compile(optimizer=optimizer if reused else keras.optimizers.Adam(1e-3), loss="mse")
+        model.fit(x, x[:, :1], batch_size=64, verbose=0)
+        head = model.get_layer("head").kernel
+
+        def check(state, head=head, model=model):
+            with assert_frozen(model, "base", mode="copy", optimizer_state=state):
+                head.assign(head.value + 1e-3)
+
+        pairs = [(median_time(lambda: check(False), 1), median_time(lambda: check(True), 1))
+                 for _ in range(args.repeat)]  # fmt: skip
+        plain = statistics.median(p for p, _ in pairs)
+        with_state = statistics.median(s for _, s in pairs)
+        figures[reused] = (with_state / plain, f"{with_state * 1e3:.1f} ms vs {plain * 1e3:.1f} ms")
+    results["optimizer_state=True vs the weight check"] = (
+        figures[False][0],
+        figures[False][1] + "; a new optimizer after freezing (no base slots)",
+    )
+    results["optimizer_state=True, optimizer reused"] = (
+        figures[True][0],
+        figures[True][1] + "; Adam's m and v of every base weight are hashed",
+    )
+
+
+def bench_inference_mode(args, results):
+    """The small-CNN fine-tuning test of the marker row, marked frozen('base') alone and
+    frozen('base') + inference_mode('base') (the mode recording patched in for each
+    training call), interleaved."""
+    import keras
+    import numpy as np
+
+    from pytest_kerasfreeze.markers import parse_marker
+    from pytest_kerasfreeze.observer import TestObserver
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(320, 16, 16, 3)).astype("float32")
+    y = rng.integers(0, 2, size=(320, 1)).astype("float32")
+
+    def realistic_test():
+        base = keras.Sequential(
+            [keras.Input((16, 16, 3)), keras.layers.Conv2D(16, 3, activation="relu"),
+             keras.layers.BatchNormalization(), keras.layers.Conv2D(16, 3, activation="relu"),
+             keras.layers.GlobalAveragePooling2D()], name="base",
+        )  # fmt: skip
+        base.trainable = False
+        inputs = keras.Input((16, 16, 3))
+        model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(base(inputs)))
+        model.compile(optimizer="adam", loss="binary_crossentropy")
+        model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+
+    variants = {
+        "marked": lambda: [parse_marker("frozen", ("base",), {})],
+        "modes": lambda: [
+            parse_marker("frozen", ("base",), {}),
+            parse_marker("inference_mode", ("base",), {}),
+        ],
+    }
+    realistic_test()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(args.repeat):
+        for name, markers in variants.items():
+            keras.backend.clear_session()
+            start = time.perf_counter()
+            run = TestObserver(markers())
+            run.start()
+            try:
+                realistic_test()
+            finally:
+                run.finish()
+            times[name].append(time.perf_counter() - start)
+    marked, modes = (statistics.median(times[name]) for name in variants)
+    results["inference_mode marker on a small CNN test"] = (
+        modes / marked,
+        f"{modes * 1e3:.0f} ms vs {marked * 1e3:.0f} ms with frozen('base') alone",
+    )
+
+
 def bench_guard(args, results):
     """A realistic fine-tuning fit (a small CNN, 3 epochs) with and without a FreezeGuard
     checking every epoch, interleaved run by run."""
@@ -578,6 +680,8 @@ def main():
     bench_marker(args, results)
     bench_guard(args, results)
     bench_records(args, results)
+    bench_optimizer_state(args, results)
+    bench_inference_mode(args, results)
     if args.scale:
         bench_scale(args, results)
 

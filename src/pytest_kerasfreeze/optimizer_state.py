@@ -8,8 +8,8 @@ what changed, and the two findings about them.
   (unfrozen without a new optimizer): its first updates follow the old moments.
 
 The slots are found through the optimizer's own bookkeeping
-(:func:`pytest_kerasfreeze.tracing.optimizer_slots`); values are read with numpy copies,
-only when a check asks for them.
+(:func:`pytest_kerasfreeze.tracing.optimizer_slots`) and hashed where they live (the
+digests of :mod:`pytest_kerasfreeze.digests`), only when a check asks for them.
 
 Example::
 
@@ -20,12 +20,13 @@ Example::
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pytest_kerasfreeze import tracing
+from pytest_kerasfreeze import digests, tracing
 from pytest_kerasfreeze.findings import FROZEN_SLOTS, STALE_MOMENTS, Finding
 from pytest_kerasfreeze.messages import explain
 from pytest_kerasfreeze.selection import ModelIndex
@@ -35,18 +36,14 @@ from pytest_kerasfreeze.sequences import unique
 @dataclass(frozen=True)
 class SlotChange:
     """One slot of one weight that changed: ``path`` of the weight, ``slot`` its name
-    (``"momentums"``, ``"velocities"``), ``optimizer`` the model attribute holding it."""
+    (``"momentums"``, ``"velocities"``), ``optimizer`` the model attribute holding it,
+    ``norm_change`` a lower bound of ‖after − before‖ (the slots are hashed, not copied)."""
 
     path: str
     slot: str
     optimizer: str
     shape: tuple[int, ...]
-    max_abs_delta: float
-    changed_elements: int
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape)) if self.shape else 1
+    norm_change: float
 
 
 def _value(slot: Any) -> np.ndarray:
@@ -68,14 +65,16 @@ def slots_of(index: ModelIndex, variables: list[Any]) -> list[tuple[str, int, st
 
 
 class SlotSnapshot:
-    """Copies of the optimizer slots of some weights of one model, at one moment."""
+    """Digests (a hash and a norm, where the value lives: no copy) of the optimizer slots
+    of some weights of one model, at one moment."""
 
     def __init__(self, index: ModelIndex, variables: list[Any]) -> None:
         self.index = index
         self.variables = list(variables)
         tracing.synced_model(index.model)  # JAX keeps them in its training state mid-fit
-        self.values: dict[tuple[str, int, str], np.ndarray] = {
-            (opt, var_id, slot_name): _value(slot)
+        raw = index.flavor.raw
+        self.digests: dict[tuple[str, int, str], digests.Digest] = {
+            (opt, var_id, slot_name): digests.digest_raw(raw(slot))
             for opt, var_id, slot_name, slot in slots_of(index, self.variables)
         }
 
@@ -86,28 +85,19 @@ class SlotSnapshot:
         """The slots that changed since this snapshot. A slot created since counts when
         it holds anything but zeros (a new optimizer's moments start at zero)."""
         out = []
-        for key, new in after.values.items():
-            old = self.values.get(key)
+        for key, new in after.digests.items():
+            old = self.digests.get(key)
             if old is None:
-                old = np.zeros_like(new)
-            if old.shape == new.shape and np.array_equal(old, new, equal_nan=True):
+                if new.norm == 0.0 and not new.nonfinite:
+                    continue
+                moved = math.inf if new.nonfinite else new.norm
+            elif digests.same(old, new):
                 continue
-            delta = (
-                np.abs(new.astype("float64") - old.astype("float64"))
-                if old.shape == new.shape
-                else np.abs(new.astype("float64"))
-            )
+            else:
+                moved = digests.change_lower_bound(old, new)
             opt, var_id, slot_name = key
-            out.append(
-                SlotChange(
-                    path=self.index.info[var_id].path,
-                    slot=slot_name,
-                    optimizer=opt,
-                    shape=tuple(new.shape),
-                    max_abs_delta=float(np.nanmax(delta)) if delta.size else 0.0,
-                    changed_elements=int(np.count_nonzero(delta)),
-                )
-            )
+            path = self.index.info[var_id].path
+            out.append(SlotChange(path, slot_name, opt, new.shape, moved))
         return out
 
 

@@ -389,7 +389,7 @@ def slot_changes(changes: Sequence[Any]) -> list[str]:
     for change in changes[:20]:
         lines.append(
             f"  {change.path}  {change.optimizer}.{change.slot}  {change.shape}  "
-            f"max |Δ| {change.max_abs_delta:.3g}  changed {change.changed_elements}/{change.size}"
+            f"‖Δ‖ ≥ {change.norm_change:.3g}"
         )
     if len(changes) > 20:
         lines.append(f"  ... and {len(changes) - 20} more")
