@@ -187,8 +187,7 @@ class Flow:
 
     def bind(self, target: ast.expr, value: Value, source: ast.expr) -> None:
         if isinstance(target, ast.Name):
-            if isinstance(value, Obj) and value.name.startswith("<"):
-                value.name = target.id
+            self.name(value, target.id)
             self.state.env[target.id] = value
         elif isinstance(target, (ast.Tuple, ast.List)):
             values = value.values if isinstance(value, Items) else ()
@@ -201,11 +200,16 @@ class Flow:
             owner = self.eval(target.value)
             if isinstance(owner, Obj):
                 if isinstance(value, Obj):
-                    if value.name.startswith("<"):
-                        value.name = ast.unparse(target)
+                    self.name(value, ast.unparse(target))
                     if owner.kind == "model" and value.kind in ("model", "layer"):
                         owner.members.append(value)
                 owner.attrs[target.attr] = value
+
+    def name(self, value: Value, name: str) -> None:
+        """Call an object by the name the outermost code gives it (the caller's
+        ``discriminator``, not the helper's ``model``)."""
+        if isinstance(value, Obj) and value.kind != "part" and len(self.stack) < value.named_at:
+            value.name, value.named_at = name, len(self.stack)
 
     def assign_trainable(self, target: ast.Attribute, source: ast.expr) -> None:
         obj = self.eval(target.value)
@@ -259,6 +263,8 @@ class Flow:
         if isinstance(base, Obj):
             if name == "layers" and base.kind in ("model", "part"):
                 return LayerList(base, "layers", tuple(base.members) if base.complete else None)
+            if name in ("output", "outputs") and base.kind in ("model", "layer"):
+                return Tensor(frozenset({base}))  # `Dense(5)(model1.output)` goes through it
             if name in base.attrs:
                 return base.attrs[name]
             if base.cls is not None:
@@ -320,7 +326,11 @@ class Flow:
             return self.instance(callee.node, args, kwargs)
         if isinstance(callee, Obj) and callee.kind in ("model", "layer"):
             return Tensor(through(args, kwargs) | {callee})
-        return construct(self.names.dotted(func), node, args, kwargs)
+        built = construct(self.names.dotted(func), node, args, kwargs)
+        flag = kwargs.get("trainable")
+        if isinstance(built, Obj) and isinstance(flag, Const) and isinstance(flag.value, bool):
+            self.state.flags[built] = flag.value  # `Dense(3, trainable=False)`
+        return built
 
     def method(
         self, obj: Obj, name: str, node: ast.Call, args: list[Value], kwargs: dict[str, Value]

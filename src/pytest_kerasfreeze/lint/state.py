@@ -43,6 +43,8 @@ class Obj:
     attrs: dict[str, Value] = field(default_factory=dict)
     parts: dict[str, Obj] = field(default_factory=dict)
     cls: ast.ClassDef | None = None
+    # how deep in followed calls it got its name: a name given by a caller wins
+    named_at: int = 1 << 30
 
     def part(self, spec: str) -> Obj:
         """The part of this model reached by ``spec`` (``layers[:3]``), the same each time."""
