@@ -58,4 +58,6 @@ class LintItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Any, int | None, str]:
-        return self.path, None, f"{self.path.name}::{ITEM_NAME}"
+        # the failure's headline; not the node id itself, whose dots pytest -v would
+        # turn into `::` when the two end alike
+        return self.path, None, f"{ITEM_NAME}: {os.path.relpath(self.path, self.config.rootpath)}"
