@@ -27,7 +27,7 @@ class KerasNames:
     def __init__(self, tree: ast.Module) -> None:
         self.imports: dict[str, str] = {}
         self.star: list[str] = []
-        for each in ast.walk(tree):
+        for each in _statements(tree.body):
             if isinstance(each, ast.Import):
                 for alias in each.names:
                     self.imports[alias.asname or alias.name.split(".")[0]] = (
@@ -53,6 +53,23 @@ class KerasNames:
             star = next((m for m in self.star if m.split(".")[0] in KERAS_ROOTS), None)
             head = f"{star}.{node.id}" if star and not parts else node.id
         return ".".join([head, *reversed(parts)])
+
+
+def _statements(body: list[ast.stmt]) -> list[ast.stmt]:
+    """Every statement, in blocks and function bodies too (imports are statements: the
+    expressions, most of a tree's nodes, need not be walked)."""
+    found: list[ast.stmt] = []
+    stack = list(reversed(body))
+    while stack:
+        statement = stack.pop()
+        found.append(statement)
+        for name in ("body", "orelse", "finalbody", "handlers"):
+            block = getattr(statement, name, None)
+            if isinstance(block, list):
+                stack.extend(reversed([s for s in block if isinstance(s, ast.stmt)]))
+        for handler in getattr(statement, "handlers", []):
+            stack.extend(reversed(handler.body))
+    return found
 
 
 def construct(name: str, node: ast.Call, args: list[Value], kwargs: dict[str, Value]) -> Value:

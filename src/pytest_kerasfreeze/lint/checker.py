@@ -72,7 +72,7 @@ def lint_source(source: Source) -> list[Located]:
     if not any(word in source.text for word in TRIGGERS):
         return []
     found = []
-    for finding in Flow(tree).run():
+    for finding in Flow(tree, source.label).run():
         if source.silenced(finding.line, finding.code):
             continue
         cell, line = source.position(finding.line)

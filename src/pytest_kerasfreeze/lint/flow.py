@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 
 from pytest_kerasfreeze.lint.builders import KerasNames, construct, through
 from pytest_kerasfreeze.lint.rules import TRAINING_CALLS, LintFinding, Rules
@@ -42,9 +43,9 @@ MAX_DEPTH = 4
 class Flow:
     """The flow pass over one module."""
 
-    def __init__(self, tree: ast.Module) -> None:
+    def __init__(self, tree: ast.Module, label: Callable[[int], str] = "line {}".format) -> None:
         self.tree = tree
-        self.rules = Rules()
+        self.rules = Rules(label)
         self.names = KerasNames(tree)
         self.functions: dict[str, ast.FunctionDef] = {}
         self.classes: dict[str, ast.ClassDef] = {}

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pytest_kerasfreeze.lint.state import (
@@ -54,7 +55,9 @@ class LintFinding:
 class Rules:
     """Collects the findings of one file, each once."""
 
-    def __init__(self) -> None:
+    def __init__(self, label: Callable[[int], str] = "line {}".format) -> None:
+        # how a line is named in a message: `line 12`, or `cell 3, line 2` in a notebook
+        self.label = label
         self.findings: list[LintFinding] = []
         self._seen: set[tuple[str, int, int]] = set()
 
@@ -98,11 +101,11 @@ class Rules:
                 continue
             words = static.frozen_parent(
                 model=model.name,
-                line=own.where.line,
+                line=self.label(own.where.line),
                 via=own.where.via,
                 layer=later.target,
-                layer_line=later.where.line,
-                train_line=line,
+                layer_line=self.label(later.where.line),
+                train_line=self.label(line),
                 method=method,
             )
             self.add("KF105", later.where, words)
@@ -127,12 +130,12 @@ class Rules:
                 words = static.gan_recipe(
                     model=model.name,
                     target=assignment.target,
-                    line=assignment.where.line,
+                    line=self.label(assignment.where.line),
                     via=assignment.where.via,
-                    compile_line=compiled.line,
+                    compile_line=self.label(compiled.line),
                     combined=other.name,
-                    combined_line=other_compiled.line,
-                    train_line=line,
+                    combined_line=self.label(other_compiled.line),
+                    train_line=self.label(line),
                     method=method,
                 )
                 self.add("KF102", assignment.where, words)
@@ -141,11 +144,11 @@ class Rules:
                 model=model.name,
                 target=assignment.target,
                 value=value,
-                line=assignment.where.line,
+                line=self.label(assignment.where.line),
                 via=assignment.where.via,
-                compile_line=compiled.line,
-                built_line=compiled.built[1] if compiled.built else None,
-                train_line=line,
+                compile_line=self.label(compiled.line),
+                built_line=self.label(compiled.built[1]) if compiled.built else None,
+                train_line=self.label(line),
                 method=method,
                 phase="after-build" if after_build else "after-compile",
             )
@@ -159,9 +162,9 @@ class Rules:
             model=model.name,
             target=creation.target,
             via=creation.method,
-            line=creation.where.line,
-            built_line=compiled.built[1],
-            train_line=line,
+            line=self.label(creation.where.line),
+            built_line=self.label(compiled.built[1]),
+            train_line=self.label(line),
             method=method,
         )
         self.add("KF103", creation.where, words)
@@ -193,10 +196,10 @@ class Rules:
                     words = static.two_optimizers_in_step(
                         model=cls.name,
                         whole=optimizer,
-                        whole_line=node.lineno,
+                        whole_line=self.label(node.lineno),
                         part_optimizer=other,
                         part=part,
-                        part_line=part_node.lineno,
+                        part_line=self.label(part_node.lineno),
                     )
                     self.add("KF104", Where(node.lineno, node.col_offset + 1), words)
                     break

@@ -49,6 +49,11 @@ class Source:
             return None, line
         return self.cells[line - 1]
 
+    def label(self, line: int) -> str:
+        """How a message names a line: ``line 12``, or ``cell 3, line 2`` in a notebook."""
+        cell, in_cell = self.position(line)
+        return f"line {in_cell}" if cell is None else f"cell {cell}, line {in_cell}"
+
     def silenced(self, line: int, code: str) -> bool:
         """Whether ``# noqa`` (bare, or naming ``code``) is on that line."""
         if not 1 <= line <= len(self.lines):

@@ -2,8 +2,8 @@
 
 What each Keras does comes from :mod:`pytest_kerasfreeze.traps`, and the fixes shared with
 the runtime findings from :mod:`~pytest_kerasfreeze.messages.explain`, so the lint and a
-test's diagnosis say the same thing about the same code. Lines are plain numbers here (the
-finding's position carries the path); each is labelled with what happened there.
+test's diagnosis say the same thing about the same code. A line is given as its label (``line 12``,
+or ``cell 3, line 2`` in a notebook), each next to what happened there.
 
 Example::
 
@@ -47,11 +47,11 @@ def _runtimes(runtimes: list[Runtime]) -> str:
     return " and ".join(RUNTIME_LABELS[r] for r in runtimes)
 
 
-def _assigned(target: str, value: bool | None, line: int, via: str) -> str:
+def _assigned(target: str, value: bool | None, line: str, via: str) -> str:
     shown = "..." if value is None else str(value)
     if via:
-        return f"`{target}.trainable = {shown}` (set by {via}() at line {line})"
-    return f"`{target}.trainable = {shown}` (line {line})"
+        return f"`{target}.trainable = {shown}` (set by {via}() at {line})"
+    return f"`{target}.trainable = {shown}` ({line})"
 
 
 def compile_order(
@@ -59,22 +59,22 @@ def compile_order(
     model: str,
     target: str,
     value: bool,
-    line: int,
+    line: str,
     via: str,
-    compile_line: int,
-    built_line: int | None,
-    train_line: int,
+    compile_line: str,
+    built_line: str | None,
+    train_line: str,
     method: str,
     phase: Phase,
 ) -> Words:
     """KF101: a flag set after ``compile()`` and before a training call, no compile between."""
     direction: Direction = "freeze" if not value else "unfreeze"
-    after = f"{model}.compile() (line {compile_line})"
+    after = f"{model}.compile() ({compile_line})"
     if phase == "after-build" and built_line is not None:
-        after += f" and its train function was built (line {built_line})"
+        after += f" and its train function was built ({built_line})"
     message = (
         f"{model}: {_assigned(target, value, line, via)} comes after {after} and before "
-        f"{model}.{method}() (line {train_line}), with no compile() in between. "
+        f"{model}.{method}() ({train_line}), with no compile() in between. "
         f"{per_keras(phase, direction)}"
     )
     return message, explain.recompile_fix(model)
@@ -84,12 +84,12 @@ def gan_recipe(
     *,
     model: str,
     target: str,
-    line: int,
+    line: str,
     via: str,
-    compile_line: int,
+    compile_line: str,
     combined: str,
-    combined_line: int,
-    train_line: int,
+    combined_line: str,
+    train_line: str,
     method: str,
 ) -> Words:
     """KF102: the Keras 2 GAN recipe, whose discriminator never trains on Keras 3."""
@@ -98,9 +98,9 @@ def gan_recipe(
     trains = [r for r in RUNTIMES if semantics[r] != "honoured"]
     message = (
         f"{model}: the Keras 2 GAN recipe: {_assigned(target, False, line, via)} after "
-        f"{model}.compile() (line {compile_line}), then {combined}.compile() (line "
-        f"{combined_line}) of a model built from it, then {model}.{method}() (line "
-        f"{train_line}): {model} never trains on {_runtimes(never)}; trains as intended on "
+        f"{model}.compile() ({compile_line}), then {combined}.compile() "
+        f"({combined_line}) of a model built from it, then {model}.{method}() "
+        f"({train_line}): {model} never trains on {_runtimes(never)}; trains as intended on "
         f"{_runtimes(trains)}."
     )
     fix = (
@@ -112,39 +112,39 @@ def gan_recipe(
 
 
 def created_after_training(
-    *, model: str, target: str, via: str, line: int, built_line: int, train_line: int, method: str
+    *, model: str, target: str, via: str, line: str, built_line: str, train_line: str, method: str
 ) -> Words:
     """KF103: weights created on a built layer after the train function was built."""
     message = (
-        f"{model}: {target}.{via}() (line {line}) creates weights after {model}'s train "
-        f"function was built (line {built_line}), and {model}.{method}() (line {train_line}) "
+        f"{model}: {target}.{via}() ({line}) creates weights after {model}'s train "
+        f"function was built ({built_line}), and {model}.{method}() ({train_line}) "
         f"trains again with no compile() in between. {per_keras('after-build', 'create')}"
     )
     return message, explain.created_fix(model)
 
 
 def two_optimizers_in_step(
-    *, model: str, whole: str, whole_line: int, part_optimizer: str, part: str, part_line: int
+    *, model: str, whole: str, whole_line: str, part_optimizer: str, part: str, part_line: str
 ) -> Words:
     """KF104: one optimizer of a ``train_step`` applied to the whole model, another to a part."""
     message = (
-        f"{model}.train_step: {whole} is applied to self.trainable_weights (line "
-        f"{whole_line}), which include self.{part}, that {part_optimizer} trains in the same "
-        f"step (line {part_line}): self.{part} is updated by both optimizers, on every "
+        f"{model}.train_step: {whole} is applied to self.trainable_weights "
+        f"({whole_line}), which include self.{part}, that {part_optimizer} trains in the same "
+        f"step ({part_line}): self.{part} is updated by both optimizers, on every "
         f"Keras. {explain.TWO_OPTIMIZERS_EXPLANATION}"
     )
     return message, explain.TWO_OPTIMIZERS_FIX
 
 
 def frozen_parent(
-    *, model: str, line: int, via: str, layer: str, layer_line: int, train_line: int, method: str
+    *, model: str, line: str, via: str, layer: str, layer_line: str, train_line: str, method: str
 ) -> Words:
     """KF105: a frozen model trained with some of its layers set back to trainable."""
     outcomes = {r: FROZEN_PARENT_SEMANTICS[r][1] for r in RUNTIMES}
     words = "; ".join(f"{RUNTIME_LABELS[r]}: {outcomes[r]}" for r in RUNTIMES)
     message = (
         f"{model}: {_assigned(model, False, line, via)}, then `{layer}.trainable = True` "
-        f"(line {layer_line}), then {model}.{method}() (line {train_line}): everything under "
+        f"({layer_line}), then {model}.{method}() ({train_line}): everything under "
         f"a frozen model stays frozen, the re-enabled layers do not train. {words}."
     )
     fix = (
@@ -172,6 +172,6 @@ def callback_flag(callback: str, method: str, target: str, value: bool | None) -
     fix = (
         "change the flags between two fit() calls, not inside one: fit(..., epochs=k), "
         "set the flags, compile again, then fit(..., initial_epoch=k). "
-        + explain.recompile_fix("the model")
+        + explain.recompile_fix("model")
     )
     return message, fix
