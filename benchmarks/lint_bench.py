@@ -37,10 +37,9 @@ def trees(quick: bool) -> dict[str, Path]:
 
 
 def tools() -> dict[str, list[str]]:
-    found = {
-        "kerasfreeze-lint": [sys.executable, "-m", "pytest_kerasfreeze.lint"],
-        "pyflakes": [sys.executable, "-m", "pyflakes"],
-    }
+    found = {"kerasfreeze-lint": [sys.executable, "-m", "pytest_kerasfreeze.lint"]}
+    if importlib.util.find_spec("pyflakes") is not None:  # each other tool where installed
+        found["pyflakes"] = [sys.executable, "-m", "pyflakes"]
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
     if Path(ruff).exists():
         found["ruff check"] = [ruff, "check", "--no-cache", "--isolated", "--exit-zero", "-q"]

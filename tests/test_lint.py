@@ -370,3 +370,12 @@ def test_the_pre_commit_hook_is_declared():
     text = (Path(__file__).resolve().parent.parent / ".pre-commit-hooks.yaml").read_text()
     assert "- id: kerasfreeze-lint" in text
     assert "entry: kerasfreeze-lint" in text
+
+
+def test_the_lint_benchmark_runs(tmp_path):
+    out = tmp_path / "bench.json"
+    bench = Path(__file__).resolve().parent.parent / "benchmarks" / "lint_bench.py"
+    subprocess.run([sys.executable, str(bench), "--quick", "--json", str(out)], check=True)
+    rows = {r["tool"]: r for r in json.loads(out.read_text())}
+    assert rows["kerasfreeze-lint"]["tree"] == "lint corpus"
+    assert rows["kerasfreeze-lint"]["lines"] > 1000 and rows["kerasfreeze-lint"]["seconds"] < 5
