@@ -227,6 +227,20 @@ def test_kf104_needs_two_optimizers():
     assert codes(text.format(opt="d_optimizer")) == []
 
 
+def test_a_loaded_model_has_flags_the_lint_does_not_know():
+    text = """
+    import keras
+    model = keras.models.load_model("saved.keras")
+    model.compile(loss="mse")
+    model.trainable = False  # maybe it was saved frozen: no change, then
+    model.fit(x, y)
+    """
+    assert codes(text) == []
+    assert codes(text.replace('keras.models.load_model("saved.keras")', "keras.Sequential()")) == [
+        "KF101"
+    ]
+
+
 def test_kf106_in_a_callback_only():
     text = """
     import keras
@@ -236,6 +250,8 @@ def test_kf106_in_a_callback_only():
     """
     assert codes(text.format(base="keras.callbacks.Callback")) == ["KF106"]
     assert codes(text.format(base="object")) == []
+    own = text.replace("self.model.layers[0].trainable", "self.trainable")
+    assert codes(own.format(base="keras.callbacks.Callback")) == []
 
 
 def test_noqa_silences_the_line_bare_or_with_its_code():

@@ -20,7 +20,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Callable
 
-from pytest_kerasfreeze.lint.builders import KerasNames, construct, through
+from pytest_kerasfreeze.lint.builders import LOADERS, KerasNames, construct, through
 from pytest_kerasfreeze.lint.rules import TRAINING_CALLS, LintFinding, Rules
 from pytest_kerasfreeze.lint.state import (
     Class,
@@ -327,10 +327,13 @@ class Flow:
             return self.instance(callee.node, args, kwargs)
         if isinstance(callee, Obj) and callee.kind in ("model", "layer"):
             return Tensor(through(args, kwargs) | {callee})
-        built = construct(self.names.dotted(func), node, args, kwargs)
+        name = self.names.dotted(func)
+        built = construct(name, node, args, kwargs)
         flag = kwargs.get("trainable")
         if isinstance(built, Obj) and isinstance(flag, Const) and isinstance(flag.value, bool):
             self.state.flags[built] = flag.value  # `Dense(3, trainable=False)`
+        elif isinstance(built, Obj) and name.split(".")[-1] in LOADERS:
+            self.state.flags[built] = None  # a loaded model's flags are what was saved
         return built
 
     def method(

@@ -210,15 +210,18 @@ class Rules:
             if not isinstance(node, ast.Assign):
                 continue
             for target in node.targets:
-                if isinstance(target, ast.Attribute) and target.attr == "trainable":
-                    value = node.value.value if isinstance(node.value, ast.Constant) else None
-                    words = static.callback_flag(
-                        cls.name,
-                        method.name,
-                        ast.unparse(target.value),
-                        value if isinstance(value, bool) else None,
-                    )
-                    self.add("KF106", Where(target.lineno, target.col_offset + 1), words)
+                if not isinstance(target, ast.Attribute) or target.attr != "trainable":
+                    continue
+                if isinstance(target.value, ast.Name) and target.value.id == "self":
+                    continue  # the callback's own attribute, not a model's flag
+                value = node.value.value if isinstance(node.value, ast.Constant) else None
+                words = static.callback_flag(
+                    cls.name,
+                    method.name,
+                    ast.unparse(target.value),
+                    value if isinstance(value, bool) else None,
+                )
+                self.add("KF106", Where(target.lineno, target.col_offset + 1), words)
 
 
 def _combined(
