@@ -227,6 +227,20 @@ def test_kf104_needs_two_optimizers():
     assert codes(text.format(opt="d_optimizer")) == []
 
 
+def test_kf104_not_across_the_branches_of_an_if():
+    """tf_keras' WideDeepModel.train_step: one optimizer per part, or one for the whole."""
+    text = """
+    import keras
+    class WideDeep(keras.Model):
+        def train_step(self, data):
+            if isinstance(self.optimizer, (list, tuple)):
+                self.optimizer[0].apply_gradients(zip(a, self.linear_model.trainable_variables))
+            else:
+                self.optimizer.apply_gradients(zip(b, self.trainable_variables))
+    """
+    assert codes(text) == []
+
+
 def test_a_loaded_model_has_flags_the_lint_does_not_know():
     text = """
     import keras

@@ -172,14 +172,16 @@ class Rules:
     # -- what is seen without the flow: train_step and callbacks ------------------------
     def train_step(self, cls: ast.ClassDef, step: ast.FunctionDef) -> None:
         """KF104: in ``step``, an optimizer applied to ``self.trainable_weights`` while
-        another one is applied to ``self.<part>.trainable_weights``."""
+        another one is applied to ``self.<part>.trainable_weights`` on the same path (not
+        in the two branches of an ``if``)."""
         aliases: dict[str, ast.expr] = {}
-        whole: list[tuple[str, ast.Call]] = []
-        parts: list[tuple[str, str, ast.Call]] = []
         for node in ast.walk(step):
             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
                 aliases[node.targets[0].id] = node.value
-            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+        whole: list[tuple[str, ast.Call, Branches]] = []
+        parts: list[tuple[str, str, ast.Call, Branches]] = []
+        for node, branches in _calls(step.body, ()):
+            if not isinstance(node.func, ast.Attribute):
                 continue
             variables = _applied_to(node)
             if variables is None:
@@ -187,22 +189,23 @@ class Rules:
             optimizer = ast.unparse(node.func.value)
             part = _self_part(variables, aliases)
             if part == "":
-                whole.append((optimizer, node))
+                whole.append((optimizer, node, branches))
             elif part is not None:
-                parts.append((optimizer, part, node))
-        for optimizer, node in whole:
-            for other, part, part_node in parts:
-                if other != optimizer:
-                    words = static.two_optimizers_in_step(
-                        model=cls.name,
-                        whole=optimizer,
-                        whole_line=self.label(node.lineno),
-                        part_optimizer=other,
-                        part=part,
-                        part_line=self.label(part_node.lineno),
-                    )
-                    self.add("KF104", Where(node.lineno, node.col_offset + 1), words)
-                    break
+                parts.append((optimizer, part, node, branches))
+        for optimizer, node, branches in whole:
+            for other, part, part_node, part_branches in parts:
+                if other == optimizer or _exclusive(branches, part_branches):
+                    continue
+                words = static.two_optimizers_in_step(
+                    model=cls.name,
+                    whole=optimizer,
+                    whole_line=self.label(node.lineno),
+                    part_optimizer=other,
+                    part=part,
+                    part_line=self.label(part_node.lineno),
+                )
+                self.add("KF104", Where(node.lineno, node.col_offset + 1), words)
+                break
 
     def callback(self, cls: ast.ClassDef, method: ast.FunctionDef) -> None:
         """KF106: every ``X.trainable = ...`` inside a callback's ``on_...`` method."""
@@ -235,6 +238,44 @@ def _combined(
         if compiled.flag_at_compile(obj) == state.flag(obj):
             return other, compiled
     return None
+
+
+# the `if` statements a call is under, and which of their branches (0: body, 1: else)
+Branches = tuple[tuple[int, int], ...]
+
+
+def _calls(body: list[ast.stmt], branches: Branches) -> list[tuple[ast.Call, Branches]]:
+    """Every call in ``body`` with the branches it is under."""
+    found: list[tuple[ast.Call, Branches]] = []
+    for statement in body:
+        if isinstance(statement, ast.If):
+            found += [(c, branches) for c in _expression_calls(statement.test)]
+            found += _calls(statement.body, (*branches, (id(statement), 0)))
+            found += _calls(statement.orelse, (*branches, (id(statement), 1)))
+            continue
+        blocks = [getattr(statement, n, None) for n in ("body", "orelse", "finalbody")]
+        nested = [b for b in blocks if isinstance(b, list) and b]
+        if not nested:
+            found += [(c, branches) for c in _expression_calls(statement)]
+            continue
+        for field in ("test", "iter", "items"):  # the header of a loop or a `with`
+            header = getattr(statement, field, None)
+            for part in header if isinstance(header, list) else [header]:
+                if isinstance(part, ast.AST):
+                    found += [(c, branches) for c in _expression_calls(part)]
+        for block in nested:
+            found += _calls(block, branches)
+    return found
+
+
+def _expression_calls(node: ast.AST) -> list[ast.Call]:
+    return [n for n in ast.walk(node) if isinstance(n, ast.Call)]
+
+
+def _exclusive(a: Branches, b: Branches) -> bool:
+    """Whether two calls are in different branches of one ``if``: never in one step."""
+    taken = dict(a)
+    return any(statement in taken and taken[statement] != branch for statement, branch in b)
 
 
 def _applied_to(call: ast.Call) -> ast.expr | None:
