@@ -91,7 +91,8 @@ def main() -> None:
         import keras  # noqa: F401
     paths = sorted(p for p in CORPUS.iterdir() if p.suffix in (".py", ".ipynb"))
     results = {p.name: run(p) for p in paths if runs_here(p, here)}
-    print(json.dumps({"runtime": here, "results": results}))
+    version = sys.modules["keras"].__version__
+    print(json.dumps({"runtime": here, "keras": version, "results": results}))
 
 
 if __name__ == "__main__":

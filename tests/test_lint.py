@@ -409,3 +409,10 @@ def test_the_lint_benchmark_runs(tmp_path):
     rows = {r["tool"]: r for r in json.loads(out.read_text())}
     assert rows["kerasfreeze-lint"]["tree"] == "lint corpus"
     assert rows["kerasfreeze-lint"]["lines"] > 1000 and rows["kerasfreeze-lint"]["seconds"] < 5
+
+
+def test_the_console_script_is_declared():
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())
+    assert project["project"]["scripts"] == {"kerasfreeze-lint": "pytest_kerasfreeze.lint.cli:main"}
