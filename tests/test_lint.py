@@ -379,6 +379,15 @@ def test_bad_inputs_are_told_and_exit_2_while_the_rest_is_checked(gan_file, tmp_
     assert f"{missing}: no such file or directory" in errors
 
 
+def test_a_file_nested_too_deeply_is_told(tmp_path, gan_file):
+    deep = tmp_path / "generated.py"
+    deep.write_text("model.trainable = False\nx = " + " + ".join(["1"] * 20000) + "\n")
+    result = lint(deep, gan_file)
+    assert result.returncode == 2
+    assert f"{deep}: nested too deeply to be checked" in result.stderr
+    assert "KF102" in result.stdout
+
+
 def test_usage_error_without_paths():
     result = lint()
     assert result.returncode == 2

@@ -16,7 +16,13 @@ from pathlib import Path
 
 from pytest_kerasfreeze.lint.flow import Flow
 from pytest_kerasfreeze.lint.rules import LintFinding
-from pytest_kerasfreeze.lint.sources import Source, SourceError, python_files, read_source
+from pytest_kerasfreeze.lint.sources import (
+    TOO_DEEP,
+    Source,
+    SourceError,
+    python_files,
+    read_source,
+)
 
 # The words that every rule needs somewhere in the file: a file without any of them is
 # parsed (a syntax error is still told) but not walked.
@@ -71,8 +77,12 @@ def lint_source(source: Source) -> list[Located]:
     tree = source.parse()
     if not any(word in source.text for word in TRIGGERS):
         return []
+    try:
+        findings = Flow(tree, source.label).run()
+    except RecursionError:
+        raise SourceError(f"{source.path}: {TOO_DEEP}") from None
     found = []
-    for finding in Flow(tree, source.label).run():
+    for finding in findings:
         if source.silenced(finding.line, finding.code):
             continue
         cell, line = source.position(finding.line)

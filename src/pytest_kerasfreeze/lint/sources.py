@@ -26,6 +26,9 @@ _NOQA = re.compile(r"#\s*noqa(?::\s*(?P<codes>[A-Z]+[0-9]+(?:[,\s]+[A-Z]+[0-9]+)
 _MAGIC = re.compile(r"^\s*([%!?]|[\w.]+\?\??\s*$)")
 
 
+TOO_DEEP = "nested too deeply to be checked (Python's recursion limit)"
+
+
 class SourceError(Exception):
     """A path that cannot be checked: missing, unreadable, binary, not JSON, not Python."""
 
@@ -75,6 +78,8 @@ class Source:
             raise SourceError(f"{where}: syntax error: {err.msg}") from None
         except ValueError as err:  # source with null bytes
             raise SourceError(f"{self.path}: cannot be parsed: {err}") from None
+        except RecursionError:
+            raise SourceError(f"{self.path}: {TOO_DEEP}") from None
 
 
 def read_source(path: Path) -> Source:
