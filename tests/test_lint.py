@@ -200,6 +200,26 @@ def test_kf103_only_after_the_train_function_was_built():
     assert codes(text.format(first="pass")) == []
 
 
+def test_kf103_on_a_preset_model_s_backbone():
+    """The KerasHub LoRA guide's call, made after a first fit()."""
+    text = """
+    import keras_hub
+    gemma_lm = keras_hub.models.GemmaCausalLM.from_preset("gemma_2b_en")
+    gemma_lm.compile(optimizer="adam")
+    gemma_lm.fit(data, epochs=1)
+    gemma_lm.backbone.enable_lora(rank=4)
+    gemma_lm.fit(data, epochs=1)
+    """
+    [found] = lint_source(Source("lora.py", textwrap.dedent(text)))
+    assert (found.finding.code, found.line) == ("KF103", 6)
+    assert found.finding.message.startswith(
+        "gemma_lm: gemma_lm.backbone.enable_lora() (line 6) creates weights after gemma_lm's "
+        "train function was built (line 5)"
+    )
+    assert "Keras 3 on JAX: fit() raises an optimizer ValueError" in found.finding.message
+    assert found.finding.fix.startswith("create the weights (enable_lora) before gemma_lm.compile")
+
+
 def test_kf105_on_the_trained_model_not_on_a_nested_one():
     text = """
     import keras

@@ -272,6 +272,10 @@ class Flow:
                 method = self.method_of(base.cls, name)
                 if method is not None:
                     return Func(method, base)
+            elif base.kind == "model" and not base.complete and not base.members:
+                # a loaded or preset model's sub-models are its attributes
+                # (`causal_lm.backbone`): a part of it, whatever it is
+                return base.part(name)
         return None
 
     def method_of(self, cls: ast.ClassDef, name: str) -> ast.FunctionDef | None:
