@@ -116,6 +116,7 @@ def _lint_options(parser: pytest.Parser) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """With ``--kerasfreeze-lint``: a ``path::kerasfreeze-lint`` item for the file."""
     config = parent.config
     if file_path.suffix not in (".py", ".ipynb"):
         return None

@@ -74,6 +74,8 @@ class Flow:
 
     # -- classes -----------------------------------------------------------------------
     def class_methods(self, cls: ast.ClassDef) -> None:
+        """A class: its ``train_step`` (KF104) and callback methods (KF106) as written,
+        then each method from what ``__init__`` built (``self.discriminator``)."""
         methods = [n for n in cls.body if isinstance(n, ast.FunctionDef)]
         callback = any(self.names.dotted(b, "").endswith(CALLBACK_BASES) for b in cls.bases)
         for method in methods:
@@ -90,6 +92,7 @@ class Flow:
                 self.call_function(method, [], {}, me)
 
     def is_model_class(self, cls: ast.ClassDef, depth: int = 0) -> bool:
+        """A subclass of Keras' ``Model`` (directly, or through local classes)."""
         for base in cls.bases:
             name = self.names.dotted(base, "")
             if name.split(".")[-1] in ("Model", "Sequential", "Functional"):
@@ -105,6 +108,7 @@ class Flow:
         return False
 
     def instance(self, cls: ast.ClassDef, args: list[Value], kwargs: dict[str, Value]) -> Obj:
+        """``GAN()``: an object of a local class, built by following its ``__init__``."""
         obj = Obj("instance", cls.name, cls.lineno, cls=cls)
         if self.is_model_class(cls):
             obj.kind = "model"
