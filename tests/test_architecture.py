@@ -23,6 +23,14 @@ LAYERS = [
         "messages.html",
         "messages.pictures",
     },
+    {"messages.static"},
+    # the static check (kerasfreeze-lint): beside the engine, on the trap table and the words
+    {"lint.sources", "lint.state"},
+    {"lint.builders", "lint.rules"},
+    {"lint.flow"},
+    {"lint.checker"},
+    {"lint.cli", "lint.items"},
+    {"lint", "lint.__main__"},
     {"flavors", "plots", "arguments"},
     {"buffers", "tracing"},
     {"results", "digests"},
@@ -80,11 +88,12 @@ def internal(name):
     """``pytest_kerasfreeze.messages.errors`` -> ``messages.errors``."""
     if not name.startswith("pytest_kerasfreeze"):
         return None
-    rest = name[len("pytest_kerasfreeze") :].lstrip(".")
-    if rest in LAYER_OF:
-        return rest
-    head = rest.split(".")[0]
-    return head if head in LAYER_OF else None
+    parts = name[len("pytest_kerasfreeze") :].lstrip(".").split(".")
+    while parts:  # `lint.cli.main` is a name in lint.cli
+        if ".".join(parts) in LAYER_OF:
+            return ".".join(parts)
+        parts.pop()
+    return None
 
 
 MODULES = sorted(PACKAGE.rglob("*.py"))
@@ -133,3 +142,31 @@ def test_no_hidden_per_test_state_outside_context():
         text = path.read_text()
         if module_name(path) != "context":
             assert "ContextVar" not in text and "_ACTIVE" not in text, module_name(path)
+
+
+LINT = [p for p in MODULES if module_name(p).split(".")[0] == "lint"]
+# What the lint may use of the package: the trap table and the words, nothing that runs.
+LINT_MAY_IMPORT = {"traps", "messages", "messages.explain", "messages.static"}
+HEAVY = {"keras", "tf_keras", "tensorflow", "jax", "torch", "numpy", "ml_dtypes"}
+
+
+@pytest.mark.parametrize("path", LINT, ids=module_name)
+def test_the_lint_imports_no_keras_and_nothing_of_the_engine(path):
+    me = module_name(path)
+    for names, _lazy, line in imports(path):
+        heads = {n.split(".")[0] for n in names}
+        assert not heads & HEAVY, f"{me}:{line} imports {sorted(heads & HEAVY)}"
+        for target in {t for t in (internal(n) for n in names) if t is not None}:
+            assert target.split(".")[0] == "lint" or target in LINT_MAY_IMPORT, (
+                f"{me}:{line} imports {target}: the lint uses only traps and messages"
+            )
+
+
+def test_the_plugin_imports_the_lint_only_when_asked():
+    plugin = PACKAGE / "plugin.py"
+    lint_imports = [
+        lazy
+        for names, lazy, _ in imports(plugin)
+        if any((internal(n) or "").startswith("lint") for n in names)
+    ]
+    assert lint_imports and all(lint_imports)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Generator, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -100,6 +101,35 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "kerasfreeze_plot_all", "default for --kerasfreeze-plot-all", type="bool", default=False
     )
+    _lint_options(parser)
+
+
+# -- the static check (issue 23): `--kerasfreeze-lint` adds one item per .py/.ipynb file --
+def _lint_options(parser: pytest.Parser) -> None:
+    parser.getgroup("kerasfreeze").addoption(
+        "--kerasfreeze-lint",
+        dest="kerasfreeze_lint",
+        action="store_true",
+        default=None,
+        help="add a 'path::kerasfreeze-lint' item per .py/.ipynb file: the freeze mistakes "
+        "seen in the source, without running it (as the kerasfreeze-lint command)",
+    )
+    parser.addini("kerasfreeze_lint", "default for --kerasfreeze-lint", type="bool", default=False)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """With ``--kerasfreeze-lint``: a ``path::kerasfreeze-lint`` item for the file."""
+    config = parent.config
+    if file_path.suffix not in (".py", ".ipynb"):
+        return None
+    if not (config.getoption("kerasfreeze_lint") or config.getini("kerasfreeze_lint")):
+        return None
+    from pytest_kerasfreeze.lint.items import LintFile
+
+    return LintFile.from_parent(parent, path=file_path)
+
+
+# -- end of the static check ------------------------------------------------------------
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -150,6 +180,8 @@ def _marks(item: pytest.Item) -> list[Any]:
 def pytest_runtest_protocol(
     item: pytest.Item, nextitem: pytest.Item | None
 ) -> Generator[None, Any, Any]:
+    if getattr(item, "is_kerasfreeze_lint", False):  # a lint item trains nothing
+        return (yield)
     from pytest_kerasfreeze.markers import MarkerUsageError
     from pytest_kerasfreeze.observer import TestObserver
 

@@ -121,3 +121,17 @@ TRAP_SEMANTICS.update(
         ),
     }
 )
+
+# A model trained while its own flag is False, with some of its layers set back to
+# trainable (``model.trainable = False``, then ``layer.trainable = True``): measured on
+# Sequential and functional models, compiled after the flags were set. A *nested*
+# sub-model frozen the same way inside a trainable model differs: Keras 3 trains its
+# re-enabled layers, tf_keras does not.
+FROZEN_PARENT_SEMANTICS: dict[Runtime, tuple[Outcome, str]] = {
+    runtime: (
+        "ignored",
+        "nothing trains: a model whose own flag is False has no trainable weights, "
+        "whatever its layers' flags say",
+    )
+    for runtime in RUNTIMES
+}

@@ -5,7 +5,8 @@ cap and every plural, in one package of pure functions of plain data:
   lines of the terminal section;
 * :mod:`~pytest_kerasfreeze.messages.explain`: the summary, explanation and fix of each
   kind of finding;
-* :mod:`~pytest_kerasfreeze.messages.errors`: what bad input is told.
+* :mod:`~pytest_kerasfreeze.messages.errors`: what bad input is told;
+* :mod:`~pytest_kerasfreeze.messages.static`: the findings of ``kerasfreeze-lint``.
 """
 
 from __future__ import annotations

@@ -11,7 +11,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from pytest_kerasfreeze.messages import names, plural
-from pytest_kerasfreeze.traps import RUNTIME_LABELS, TRAP_SEMANTICS, Direction, Phase, Runtime
+from pytest_kerasfreeze.traps import (
+    RUNTIME_LABELS,
+    RUNTIMES,
+    TRAP_SEMANTICS,
+    Direction,
+    Phase,
+    Runtime,
+)
 
 Texts = tuple[str, str, str]  # summary, explanation, fix
 
@@ -68,29 +75,11 @@ def trap(
     if n_created:
         lines.append(f"  new since: {plural(n_created, 'weight')} of {names(created)}")
     lines.append(f"On {here}: {behaviour}{_consequence(outcome, n_frozen, n_unfrozen, n_created)}")
-    elsewhere = [
-        f"{RUNTIME_LABELS[other]}: {TRAP_SEMANTICS[(other, phase, direction)][1]}"
-        for other in RUNTIME_LABELS
-        if other != runtime
-    ]
+    elsewhere = [behaviour_on(other, phase, direction) for other in RUNTIMES if other != runtime]
     lines.append("Elsewhere: " + "; ".join(elsewhere) + ".")
-    fix = (
-        f"set `trainable` first, then call {model}.compile(...) again before "
-        f"training, so every Keras trains the same weights."
-    )
-    if n_created:
-        fix = (
-            f"create the weights (enable_lora) before {model}.compile(...), or compile "
-            f"again with a new optimizer instance before training: an optimizer that has "
-            f"been built only knows the variables it was built with."
-        )
+    fix = created_fix(model) if n_created else recompile_fix(model)
     if gan_hint:
-        fix += (
-            " For a GAN whose discriminator is trained on its own and frozen inside the "
-            "combined model, write a custom train_step that applies gradients to "
-            "discriminator.trainable_weights and generator.trainable_weights (the keras-io "
-            "DCGAN example) instead of relying on when the flag was set."
-        )
+        fix += " " + GAN_FIX
     moment = "after compile()" if phase == "after-compile" else "after the first fit()"
     if n_created:
         what = f"{plural(n_created, 'weight')} created {moment}"
@@ -101,6 +90,58 @@ def trap(
         what = f"{plural(n_frozen + n_unfrozen, 'weight')} {verb} {moment}"
     summary = f"{model}: {what} ({origin}); {here}: {outcome}"
     return summary, "\n".join(lines), fix
+
+
+def behaviour_on(runtime: Runtime, phase: Phase, direction: Direction) -> str:
+    """What one Keras does with the change, labelled: ``Keras 3 on JAX: fit() raises ...``.
+
+    Example::
+
+        behaviour_on("tf_keras", "after-compile", "freeze")
+        # 'Keras 2 (tf_keras): ignored: the flags at compile() rule until the next compile()'
+    """
+    return f"{RUNTIME_LABELS[runtime]}: {TRAP_SEMANTICS[(runtime, phase, direction)][1]}"
+
+
+def recompile_fix(model: str) -> str:
+    """The fix of the compile-order trap, for the runtime finding and the static check.
+
+    Example::
+
+        recompile_fix("clf")  # 'set `trainable` first, then call clf.compile(...) again ...'
+    """
+    return (
+        f"set `trainable` first, then call {model}.compile(...) again before "
+        f"training, so every Keras trains the same weights."
+    )
+
+
+def created_fix(model: str) -> str:
+    """The fix for weights created (``enable_lora``) after the train function was built."""
+    return (
+        f"create the weights (enable_lora) before {model}.compile(...), or compile "
+        f"again with a new optimizer instance before training: an optimizer that has "
+        f"been built only knows the variables it was built with."
+    )
+
+
+GAN_FIX = (
+    "For a GAN whose discriminator is trained on its own and frozen inside the "
+    "combined model, write a custom train_step that applies gradients to "
+    "discriminator.trainable_weights and generator.trainable_weights (the keras-io "
+    "DCGAN example) instead of relying on when the flag was set."
+)
+
+TWO_OPTIMIZERS_EXPLANATION = (
+    "In a GAN this is the classic bug: the generator step applies its optimizer to "
+    "self.trainable_weights, which includes the discriminator, so the discriminator is "
+    "also trained to fool itself."
+)
+TWO_OPTIMIZERS_FIX = (
+    "apply each optimizer to one network's trainable_weights only (the keras-io DCGAN: "
+    "d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights)), "
+    "g_optimizer on self.generator.trainable_weights)."
+)
 
 
 def _consequence(outcome: str, n_frozen: int, n_unfrozen: int, n_created: int = 0) -> str:
@@ -345,12 +386,8 @@ def two_optimizers(
     return (
         f"{model}: {plural(len(paths), 'weight')} updated by two optimizers in one training "
         f"call: {' and '.join(name for name, _ in optimizers)} ({names(paths)})",
-        f"{names(paths)} were updated by {who}. In a GAN this is the classic bug: the "
-        "generator step applies its optimizer to self.trainable_weights, which includes "
-        "the discriminator, so the discriminator is also trained to fool itself.",
-        "apply each optimizer to one network's trainable_weights only (the keras-io DCGAN: "
-        "d_optimizer.apply_gradients(zip(grads, self.discriminator.trainable_weights)), "
-        "g_optimizer on self.generator.trainable_weights).",
+        f"{names(paths)} were updated by {who}. {TWO_OPTIMIZERS_EXPLANATION}",
+        TWO_OPTIMIZERS_FIX,
     )
 
 

@@ -1,0 +1,25 @@
+# Source: the "freeze everything, then unfreeze the last layers" recipe of fine-tuning
+# answers (model.trainable = False, then model.layers[-n:] set back to trainable; see
+# keras-team/keras#10480 and #8259), rewritten with tiny sizes; the correct twin keeps the
+# model trainable and freezes the layers below the top.
+# expect: clean
+# shows on: none
+import keras
+import numpy as np
+from keras import layers
+
+model = keras.Sequential(
+    [keras.Input((4,)), layers.Dense(3), layers.Dense(3), layers.Dense(1, name="top")]
+)
+model.trainable = True
+for layer in model.layers[:-1]:
+    layer.trainable = False
+model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+before = [w.copy() for w in model.layers[-1].get_weights()]
+model.fit(np.ones((8, 4)), np.zeros((8, 1)) + 3, epochs=1, verbose=0)
+after = model.layers[-1].get_weights()
+
+
+def check():
+    """The mistake would show as a top layer that did not train."""
+    return all(np.array_equal(a, b) for a, b in zip(before, after))
