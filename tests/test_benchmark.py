@@ -29,6 +29,9 @@ FIGURES = [
     "frozen marker on a small CNN test",
     "FreezeGuard on a small CNN fit, 3 epochs",
     "100 recorded train_on_batch calls, extra RSS",
+    "optimizer_state=True vs the weight check",
+    "optimizer_state=True, optimizer reused",
+    "inference_mode marker on a small CNN test",
 ]
 
 
