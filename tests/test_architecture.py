@@ -23,19 +23,20 @@ LAYERS = [
         "messages.html",
         "messages.pictures",
     },
-    {"flavors", "plots", "arguments"},
+    {"flavors", "plots", "arguments", "messages.plan"},
     {"buffers", "tracing"},
     {"results", "digests"},
     {"selection", "provenance", "attribution"},
     {"diagnosis"},
-    {"captures"},
-    {"weightdiff"},
+    {"captures", "prediction"},
+    {"weightdiff", "plan"},
     {"snapshots"},
     {"context"},
     {"checks"},
     {"tracker", "guard"},
     {"interception", "markers"},
     {"observer"},
+    {"recording"},
     {"terminal"},
     {"reporting"},
     {"plugin"},
@@ -48,7 +49,7 @@ LAZY_OK = {"keras", "tf_keras", "tensorflow", "jax", "torch", "matplotlib", "ml_
 # The plugin loads without numpy or Keras: it imports the engine when a test starts.
 LAZY_ENGINE_OK = {"plugin", "reporting"}
 # Only the user-facing layer and the observer touch the current test's context.
-CONTEXT_USERS = {"checks", "guard", "observer", "plugin"}
+CONTEXT_USERS = {"checks", "guard", "observer", "plugin", "recording"}
 
 
 def module_name(path):

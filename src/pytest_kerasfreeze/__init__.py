@@ -34,10 +34,13 @@ if TYPE_CHECKING:
         assert_frozen,
         assert_trains,
         assert_trains_only,
+        explain,
         snapshot,
     )
     from pytest_kerasfreeze.findings import Finding
     from pytest_kerasfreeze.guard import FreezeGuard, GuardCheck
+    from pytest_kerasfreeze.plan import PlanEntry, TrainingPlan
+    from pytest_kerasfreeze.recording import Recording, record
     from pytest_kerasfreeze.snapshots import Snapshot, diff
     from pytest_kerasfreeze.tracker import TrainingRecord, WeightTracker
     from pytest_kerasfreeze.weightdiff import WeightDiff
@@ -50,6 +53,11 @@ _LAZY = {
     "assert_trains": "checks",
     "assert_trains_only": "checks",
     "snapshot": "checks",
+    "explain": "checks",
+    "PlanEntry": "plan",
+    "TrainingPlan": "plan",
+    "Recording": "recording",
+    "record": "recording",
     "Finding": "findings",
     "Mover": "changes",
     "WeightChange": "changes",
@@ -71,7 +79,10 @@ __all__ = [
     "KerasFreezeWarning",
     "LayerNotFoundError",
     "Mover",
+    "PlanEntry",
+    "Recording",
     "Snapshot",
+    "TrainingPlan",
     "TrainingRecord",
     "WeightChange",
     "WeightDiff",
@@ -81,6 +92,8 @@ __all__ = [
     "assert_trains",
     "assert_trains_only",
     "diff",
+    "explain",
+    "record",
     "snapshot",
 ]
 

@@ -1,5 +1,5 @@
 """The checks a test writes: ``assert_frozen``, ``assert_trains``, ``assert_trains_only``,
-and the public ``snapshot()``.
+the public ``snapshot()``, and ``explain()``, the prediction made before training.
 
 This is the user-facing layer: the snapshots it takes carry the current test's context
 (:mod:`pytest_kerasfreeze.context`), so their checks are reported and diagnosed with
@@ -18,6 +18,7 @@ from pytest_kerasfreeze.arguments import as_selectors, check_tolerances
 from pytest_kerasfreeze.attribution import Window
 from pytest_kerasfreeze.captures import Mode
 from pytest_kerasfreeze.messages import errors
+from pytest_kerasfreeze.plan import TrainingPlan, predict
 from pytest_kerasfreeze.results import Expect
 from pytest_kerasfreeze.snapshots import Snapshot, take
 from pytest_kerasfreeze.weightdiff import WeightDiff
@@ -48,6 +49,27 @@ def snapshot(model: Any, *layers: Any, exclude: Any = (), mode: Mode | None = No
         assert not diff(before, before.retake()).moved()
     """
     return _taking(model, layers, exclude, mode)
+
+
+def explain(model: Any, *layers: Any, exclude: Any = ()) -> TrainingPlan:
+    """What the model's next ``fit()`` / ``train_on_batch()`` will train on this Keras
+    and backend, for the selected weights (all of the model's if none): a
+    :class:`~pytest_kerasfreeze.plan.TrainingPlan`. Nothing is trained, nothing about
+    the model changes, no value is read.
+
+    In a test (or under :func:`~pytest_kerasfreeze.record`) each entry's ``set_at`` names
+    the line that set its flag; elsewhere it is ``None`` and the plan still follows the
+    model's own state (compiled flags, train function, optimizer).
+
+    Example::
+
+        plan = explain(model)
+        print(plan)                    # grouped by sub-model, with why and elsewhere
+        plan.assert_trains_only("head")
+    """
+    __tracebackhide__ = True
+    ctx = context.current()
+    return predict(model, layers, exclude, ctx.provenance if ctx is not None else None)
 
 
 class Watch:

@@ -94,16 +94,19 @@ class TestObserver:
         self.refresh_markers()
 
     # -- life cycle ----------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, observe: bool = False) -> None:
         """Make the test's context current and observe Keras.
 
-        A test with a marker imports Keras if needed; otherwise only the flavours already
-        imported are observed, and with ``trap="ignore"`` and no marker nothing at all.
+        A test with a marker (or ``observe``: :func:`~pytest_kerasfreeze.record`) imports
+        Keras if needed; otherwise only the flavours already imported are observed, and
+        with ``trap="ignore"`` and no marker nothing at all.
         """
         context.activate(self.context)
         self._started = True
         self._thread = threading.get_ident()
-        if self.markers or self.trap != "ignore":
+        if observe:
+            self.interception.install(import_missing=True)
+        elif self.markers or self.trap != "ignore":
             self.interception.install(import_missing=bool(self.markers))
         else:
             self.interception.suspend_enclosing()
@@ -226,7 +229,6 @@ class TestObserver:
         if trap is not None:
             self.context.add_finding(model, trap)
             self._report_trap(model, trap, frame)
-        building = not has_train_function(model)
         before = None
         window = None
         if plans or tracker is not None:
@@ -241,16 +243,13 @@ class TestObserver:
             before = Capture(index, variables, observations=self.context, mode=mode)
             window = self.context.attribution.open([model])
         try:
-            result = self._run(model, call)
+            result = provenance.training_call(model, state_now, lambda: self._run(model, call))
         except Exception as err:
             if window is not None:
                 window.close({})
             if trap is not None:  # Keras raised over the trap (JAX, PyTorch): explain it
                 _add_note(err, f"pytest-kerasfreeze: {trap}")
             raise
-        finally:
-            if building and has_train_function(model):
-                provenance.build_started(model, state_now)
         found = merge([trap] if trap else [], shared_findings(index, provenance))
         if before is None or window is None:
             for finding in found:

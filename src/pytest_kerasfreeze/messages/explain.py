@@ -15,6 +15,13 @@ from pytest_kerasfreeze.traps import RUNTIME_LABELS, TRAP_SEMANTICS, Direction, 
 
 Texts = tuple[str, str, str]  # summary, explanation, fix
 
+# when a flag changed, in words, per phase of the trap table
+MOMENTS: dict[Phase, str] = {
+    "after-compile": "after compile()",
+    "after-build": "after the first fit()",
+    "after-recompile": "after the first fit() (recompiled with the same optimizer)",
+}
+
 
 # -- the compile-order trap -----------------------------------------------------------
 def trap(
@@ -45,6 +52,11 @@ def trap(
     if phase == "after-compile":
         when = (
             f"after compile() (compile() at {ref_location}) and before its train function was built"
+        )
+    elif phase == "after-recompile":
+        when = (
+            "after the first fit(), then compiled again with the same, already built "
+            f"optimizer (it was built for the variables trainable at {ref_location})"
         )
     elif ref_event == "compile":  # built before this test: only the compile is known
         when = (
@@ -78,7 +90,13 @@ def trap(
         f"set `trainable` first, then call {model}.compile(...) again before "
         f"training, so every Keras trains the same weights."
     )
-    if n_created:
+    if phase == "after-recompile":
+        fix = (
+            f"compile {model} again with a new optimizer instance "
+            f"({model}.compile(optimizer=keras.optimizers.Adam(...), ...)): an optimizer that "
+            f"has been built only knows the variables it was built with."
+        )
+    elif n_created:
         fix = (
             f"create the weights (enable_lora) before {model}.compile(...), or compile "
             f"again with a new optimizer instance before training: an optimizer that has "
@@ -91,7 +109,7 @@ def trap(
             "discriminator.trainable_weights and generator.trainable_weights (the keras-io "
             "DCGAN example) instead of relying on when the flag was set."
         )
-    moment = "after compile()" if phase == "after-compile" else "after the first fit()"
+    moment = MOMENTS[phase]
     if n_created:
         what = f"{plural(n_created, 'weight')} created {moment}"
         if n_frozen or n_unfrozen:
