@@ -164,7 +164,8 @@ def test_plan_is_what_fit_does(example):
     case = f"seed {seed} (KERASFREEZE_ORACLE_SEED={SEED}, example {example}), moment {moment}"
     print(case)
     for plan, label in ((recorded, "with provenance"), (bare, "without provenance")):
-        assert (plan.raises is not None) == raised, f"{case} {label}: raises={plan.raises!r}\n{plan}"
+        said = f"{case} {label}: raises={plan.raises!r}\n{plan}"
+        assert (plan.raises is not None) == raised, said
         if raised:
             continue
         from_plan = {e.path for e in plan.entries if e.will_train}

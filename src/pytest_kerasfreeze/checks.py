@@ -18,7 +18,7 @@ from pytest_kerasfreeze.arguments import as_selectors, check_tolerances
 from pytest_kerasfreeze.attribution import Window
 from pytest_kerasfreeze.captures import Mode
 from pytest_kerasfreeze.messages import errors
-from pytest_kerasfreeze.plan import TrainingPlan, predict
+from pytest_kerasfreeze.plan import TrainingPlan, foresee, predict
 from pytest_kerasfreeze.results import Expect
 from pytest_kerasfreeze.snapshots import Snapshot, take
 from pytest_kerasfreeze.weightdiff import WeightDiff
@@ -187,6 +187,7 @@ class FreezeCheck(Watch):
         else:
             super().__init__(model, layers, exclude=exclude, atol=atol, rtol=rtol, mode=mode)
         self.diff = None  # the judged diff, once a block passed
+        self._predicted: dict[str, tuple[bool, str]] | None = None
         self.expect = expect
         self.allow = as_selectors(allow)
         if self.allow:  # resolve now: a typo fails before any training
@@ -201,6 +202,12 @@ class FreezeCheck(Watch):
                     str(model.name),
                 )
             )  # fmt: skip
+
+    def _start(self) -> None:
+        # what the plan foresees for the call to come: its *why*s go into a failure
+        ctx = context.current()
+        self._predicted = foresee(self.model, ctx.provenance if ctx is not None else None)
+        super()._start()
 
     def __enter__(self) -> FreezeCheck:
         self._start()
@@ -227,7 +234,8 @@ class FreezeCheck(Watch):
         found = ctx.findings_for(self.model, self._mark) if ctx is not None else []
         return filled._check(self.expect, self.layers, exclude=self.exclude, allow=self.allow,
                              by=self.by, atol=self.atol, rtol=self.rtol, source="helper",
-                             label=f"assert_{self.expect}", findings=found)  # fmt: skip
+                             label=f"assert_{self.expect}", findings=found,
+                             predicted=self._predicted)  # fmt: skip
 
     def run_fit(self, x: Any, y: Any, fit_kwargs: dict[str, Any]) -> WeightDiff:
         """Snapshot, ``model.fit(x, y, verbose=0, **fit_kwargs)``, snapshot, judge."""

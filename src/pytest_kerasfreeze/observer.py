@@ -35,6 +35,7 @@ from pytest_kerasfreeze.flavors import flavor_of, has_train_function
 from pytest_kerasfreeze.interception import Interception
 from pytest_kerasfreeze.markers import MarkerSpec, parse_marker
 from pytest_kerasfreeze.messages import errors
+from pytest_kerasfreeze.plan import foresee
 from pytest_kerasfreeze.provenance import current_state, frame_location, user_frame
 from pytest_kerasfreeze.results import CallRecord, CheckResult
 from pytest_kerasfreeze.selection import ModelIndex
@@ -224,6 +225,7 @@ class TestObserver:
             entry.names = {n.name for n in index.nodes}
             plans = self._plans(index)  # may raise for an ambiguous selector: before training
         tracker = self.tracker if the_test else None
+        predicted = foresee(model, provenance) if plans else None  # before the flags move
         frame = user_frame()
         trap, state_now = detect_trap(model, method, index, provenance, frame_location(frame))
         if trap is not None:
@@ -262,7 +264,7 @@ class TestObserver:
             found = merge(found, diff._diagnose())
             for finding in found:
                 self.context.add_finding(model, finding)
-            self._check_markers(plans, diff, found, f"{model.name}.{method}()")
+            self._check_markers(plans, diff, found, f"{model.name}.{method}()", predicted)
         finally:
             if tracker is not None:
                 self._record(tracker, model, method, diff, found)
@@ -302,6 +304,7 @@ class TestObserver:
         diff: WeightDiff,
         found: list[Finding],
         where: str,
+        predicted: dict[str, tuple[bool, str]] | None = None,
     ) -> None:
         __tracebackhide__ = True
         failures = []
@@ -310,7 +313,8 @@ class TestObserver:
             try:
                 diff._check(spec.kind, selected, exclude=spec.exclude, allow=spec.allow,
                             by=spec.by, atol=spec.atol, rtol=spec.rtol, source="marker",
-                            label=spec.label, call=where, findings=found)  # fmt: skip
+                            label=spec.label, call=where, findings=found,
+                            predicted=predicted)  # fmt: skip
             except FreezeAssertionError as err:
                 failures.append(err)
         if failures:

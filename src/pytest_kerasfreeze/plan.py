@@ -213,3 +213,12 @@ def predict(
         model, layers, as_selectors(exclude), provenance
     )
     return TrainingPlan(index, entries, selected, prediction)
+
+
+def foresee(model: Any, provenance: Provenance | None) -> dict[str, tuple[bool, str]] | None:
+    """``{path: (will_train, why)}`` for every weight of ``model``, for the failure
+    message of a check about to watch a call; ``None`` where no plan can be made."""
+    try:
+        return predict(model, provenance=provenance).predictions()
+    except Exception:  # noqa: BLE001 - a plan that cannot be made must not break the check
+        return None

@@ -26,8 +26,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,7 +287,9 @@ def plan_entries(
         phase = prediction.phase if direction else None
         set_at, origin = _set_at(index, provenance, variable)
         will = var_id in prediction.trains
-        behaviour = TRAP_SEMANTICS[(prediction.runtime, phase, direction)][1] if phase else ""
+        behaviour = (
+            TRAP_SEMANTICS[(prediction.runtime, phase, direction)][1] if phase and direction else ""
+        )
         why = plan_text.why(
             here=prediction.here,
             declared=info.declared_trainable,

@@ -14,7 +14,12 @@ from typing import Protocol
 from pytest_kerasfreeze.findings import Finding
 from pytest_kerasfreeze.messages import MAX_WEIGHT_ROWS, names, plural
 from pytest_kerasfreeze.messages.explain import MOMENTS
-from pytest_kerasfreeze.messages.reports import Expectation, findings_lines, members_of
+from pytest_kerasfreeze.messages.reports import (
+    Expectation,
+    findings_lines,
+    members_of,
+    population_word,
+)
 from pytest_kerasfreeze.traps import Direction, Phase
 
 MAX_PLAN_ROWS = 40  # weights listed in a printed plan
@@ -236,7 +241,8 @@ def plan_failure(
     how many broke it, the offenders grouped by sub-model, the diagnosis), in the future
     tense — nothing has trained yet."""
     head = "; ".join(
-        f"{len(bad)} of {plural(len(pool), 'weight')} {_future(what)}" for what, bad, pool in halves
+        f"{len(bad)} of {population_word(what, expectation, len(pool))} {_future(what)}"
+        for what, bad, pool in halves
     )
     lines = [
         f"{label} failed before training: {head} in model {model!r}",
@@ -278,15 +284,3 @@ def custom_step_warning(label: str, model: str) -> str:
         f"{label} on {model!r}: the model has a custom train_step, which decides what "
         "trains; this check is judged on the flags only"
     )
-
-
-def why_lines(whys: Mapping[str, str]) -> list[str]:
-    """For a failed check: the plan's *why* of each weight that did the unexpected thing."""
-    if not whys:
-        return []
-    items = list(whys.items())
-    lines = ["  [explain] why, as the plan foresaw before the call:"]
-    lines += [f"    {path}: {text}" for path, text in items[:MAX_WEIGHT_ROWS]]
-    if len(items) > MAX_WEIGHT_ROWS:
-        lines.append(f"    ... and {plural(len(items) - MAX_WEIGHT_ROWS, 'more weight')}")
-    return lines

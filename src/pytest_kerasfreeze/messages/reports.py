@@ -228,8 +228,12 @@ def failure_message(
     findings: Sequence[Finding] = (),
     nonfinite: Mapping[str, int] | None = None,
     digest: bool = False,
+    whys: Mapping[str, str] | None = None,
 ) -> str:
     """The message of a failed check.
+
+    ``whys``: ``{path: why}`` from the plan made before the call (``explain()``), for
+    the offending weights whose fate it foresaw; said in the diagnosis.
 
     ``halves`` lists, for each part of the expectation that failed, ``(what, offending,
     population)``: ``what`` is "did not move" or "moved", ``population`` the weights
@@ -237,7 +241,7 @@ def failure_message(
     """
     offending = [c for _, bad, _ in halves for c in bad]
     head = "; ".join(
-        f"{len(bad)} of {_population_word(what, expectation, len(pool))} {what}"
+        f"{len(bad)} of {population_word(what, expectation, len(pool))} {what}"
         for what, bad, pool in halves
     )
     lines = [
@@ -266,11 +270,24 @@ def failure_message(
     if shared:
         lines += ["", "Shared weights (reached through several sub-models):", *shared]
     lines += findings_lines(findings)
+    if whys:
+        lines += ([] if findings else ["", "Diagnosis:"]) + why_lines(whys)
     return "\n".join(lines)
 
 
-def _population_word(what: str, expectation: Expectation, n: int) -> str:
-    """``"6 weights of 'base'"``, ``"1 declared-trainable weight of 'head'"``."""
+def why_lines(whys: Mapping[str, str]) -> list[str]:
+    """The plan's *why* of each weight that did the unexpected thing, capped."""
+    items = list(whys.items())
+    lines = ["  [explain] why each of these weights did so, as foreseen before the call:"]
+    lines += [f"    {path}: {text}" for path, text in items[:MAX_WEIGHT_ROWS]]
+    if len(items) > MAX_WEIGHT_ROWS:
+        lines.append(f"    ... and {plural(len(items) - MAX_WEIGHT_ROWS, 'more weight')}")
+    return lines
+
+
+def population_word(what: str, expectation: Expectation, n: int) -> str:
+    """``"6 weights of 'base'"``, ``"1 declared-trainable weight of 'head'"``: what one
+    half of a check looked at."""
     if what == "did not move":
         return f"{plural(n, 'declared-trainable weight')} of {expectation.target}"
     if expectation.kind == "trains_only":
