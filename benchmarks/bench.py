@@ -40,6 +40,8 @@ TARGETS = {
     "FreezeGuard on a small CNN fit, 3 epochs": ("ratio", 1.05),
     "100 recorded train_on_batch calls, extra RSS": ("mib", 16.0),
     "scale: quarter of memory, digest, extra peak": ("ratio", 0.01),
+    "explain() / summary(show_trainable=True)": ("ratio", 1.0),
+    "explain() per variable, largest / smallest model": ("ratio", 2.0),
 }
 
 
@@ -554,6 +556,59 @@ def bench_records(args, results):
     )
 
 
+def explain_model(keras, n_layers, per_layer):
+    """``n_layers`` parallel layers of ``per_layer`` small weights each, added up: wide
+    rather than deep, so building it stays within the backends' recursion limits."""
+
+    class Weights(keras.layers.Layer):
+        def build(self, shape):
+            self.ws = [self.add_weight(shape=(2,), name=f"w{i}") for i in range(per_layer)]
+
+        def call(self, x):
+            return x + self.ws[0]
+
+    inputs = keras.Input((2,))
+    branches = [Weights(name=f"layer_{i}")(inputs) for i in range(n_layers)]
+    model = keras.Model(inputs, keras.layers.Add()(branches), name="wide")
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def bench_explain(args, results):
+    """Issue 22: explain() reads flags and variable lists, never values — against Keras'
+    own table of flags, summary(show_trainable=True) written to a null stream, on the
+    same model in the same run; and its cost per variable as the model grows."""
+    import keras
+
+    from pytest_kerasfreeze import explain
+
+    sizes = [(10, 10), (100, 10)] if args.quick else [(100, 10), (1000, 10), (1000, 100)]
+    per_variable = {}
+    with open(os.devnull, "w") as null:
+        for n_layers, per_layer in sizes:
+            model = explain_model(keras, n_layers, per_layer)
+            n_vars = len(model.weights)
+            took = median_time(lambda m=model: explain(m), args.repeat)
+            per_variable[n_vars] = took / n_vars
+            if (n_layers, per_layer) != sizes[1]:
+                continue
+
+            def summary(m=model):
+                m.summary(show_trainable=True, print_fn=lambda line, *a, **k: null.write(line))
+
+            shown = median_time(summary, args.repeat)
+            results["explain() / summary(show_trainable=True)"] = (
+                took / shown,
+                f"{n_layers} layers, {n_vars} variables: explain() {took * 1e3:.0f} ms, "
+                f"summary() {shown * 1e3:.0f} ms",
+            )
+    smallest, largest = min(per_variable), max(per_variable)
+    results["explain() per variable, largest / smallest model"] = (
+        per_variable[largest] / per_variable[smallest],
+        "; ".join(f"{n} variables: {t * 1e6:.0f} µs/variable" for n, t in per_variable.items()),
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure (median)")
@@ -578,6 +633,7 @@ def main():
     bench_marker(args, results)
     bench_guard(args, results)
     bench_records(args, results)
+    bench_explain(args, results)
     if args.scale:
         bench_scale(args, results)
 

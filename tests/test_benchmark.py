@@ -29,6 +29,8 @@ FIGURES = [
     "frozen marker on a small CNN test",
     "FreezeGuard on a small CNN fit, 3 epochs",
     "100 recorded train_on_batch calls, extra RSS",
+    "explain() / summary(show_trainable=True)",
+    "explain() per variable, largest / smallest model",
 ]
 
 

@@ -422,3 +422,28 @@ def test_record_gives_set_at_outside_a_test_and_undoes_its_patches(tmp_path):
     assert recorded["entries"][0]["set_at"] == f"notebook.py:{line_no}"
     assert recorded["entries"][0]["why"] == f"frozen (set at notebook.py:{line_no})"
     assert out[1]["active"] is True and final == {"same": True, "active": False}
+
+
+# -- in the reports --------------------------------------------------------------------------
+@pytest.mark.skipif(
+    TRAP_SEMANTICS[(RUNTIME, "after-build", "freeze")][0] != "ignored",
+    reason="this Keras honours (or raises for) a freeze after the first fit()",
+)
+def test_a_failed_helper_says_the_plans_why():
+    model, body = two_layers()
+    compile_(model)
+    fit(model)
+    body.trainable = False
+    set_line = line_before()
+    with pytest.raises(FreezeAssertionError) as err:
+        with assert_frozen(model, "body"):
+            quiet(lambda: fit(model))
+    text = str(err.value)
+    behaviour = TRAP_SEMANTICS[(RUNTIME, "after-build", "freeze")][1]
+    diagnosis = text[text.index("\nDiagnosis:\n") :]
+    assert diagnosis.index("[compile-order trap]") < diagnosis.index("[explain]")
+    assert (
+        "  [explain] why each of these weights did so, as foreseen before the call:\n"
+        f"    body/kernel: frozen after the first fit() (set at {set_line}); "
+    ) in diagnosis
+    assert behaviour in diagnosis

@@ -74,8 +74,14 @@ class TrainingPlan:
         return [e.path for e in self.entries if not e.will_train]
 
     def predictions(self) -> dict[str, tuple[bool, str]]:
-        """``{path: (will_train, why)}`` for every weight of the model."""
-        return {e.path: (e.will_train, e.why) for e in self._all.values()}
+        """``{path: (will_train, why)}`` for the weights of the model whose fate is not
+        what their flag says, or depends on the Keras (the ones a failure should explain)."""
+        return {
+            e.path: (e.will_train, e.why)
+            for e in self._all.values()
+            if e.declared_trainable
+            and (e.will_train != e.flag or len(set(map(str, e.elsewhere.values()))) > 1)
+        }
 
     # -- checks judged on the prediction --------------------------------------------
     def assert_frozen(self, *layers: Any, exclude: Any = ()) -> TrainingPlan:

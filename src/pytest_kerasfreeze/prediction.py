@@ -44,7 +44,7 @@ from pytest_kerasfreeze.flavors import (
 )
 from pytest_kerasfreeze.messages import errors
 from pytest_kerasfreeze.messages import plan as plan_text
-from pytest_kerasfreeze.provenance import Provenance, TrainableState, current_state
+from pytest_kerasfreeze.provenance import Assignment, Provenance, TrainableState, current_state
 from pytest_kerasfreeze.selection import ModelIndex
 from pytest_kerasfreeze.traps import RUNTIMES, TRAP_SEMANTICS, Direction, Phase, Runtime
 
@@ -199,41 +199,46 @@ def _history(
 
 
 # -- per weight -------------------------------------------------------------------------
-def _set_at(index: ModelIndex, provenance: Provenance, variable: Any) -> tuple[str | None, str]:
-    """Where the weight's flag was decided (``file:line``), and how it reads in a why."""
-    creation = provenance.creation(id(variable))
-    layer_path = index.info[id(variable)].layer_path
+@dataclass
+class _LayerFacts:
+    """What every weight of one layer shares: read once per layer, not per weight."""
+
+    flag: bool
+    frozen_above: str | None  # the outermost frozen container above it (the model included)
+    assignment: Assignment | None  # the last recorded assignment that reached it
+
+
+def _layer_facts(index: ModelIndex, provenance: Provenance, layer_path: str) -> _LayerFacts:
     layer = index.layer_at(layer_path) if layer_path else index.model
-    candidates = [provenance.last_assignment(id(layer)), provenance.last_assignment(id(variable))]
-    assignment = max((a for a in candidates if a is not None), key=lambda a: a.seq, default=None)
+    parts = layer_path.split("/")[:-1] if layer_path else []
+    containers = [(index.name, index.model)]
+    containers += [
+        (p, index.layer_at(p)) for p in ("/".join(parts[: n + 1]) for n in range(len(parts)))
+    ]
+    frozen_above = next((path for path, c in containers if not c.trainable), None)
+    return _LayerFacts(bool(layer.trainable), frozen_above, provenance.last_assignment(id(layer)))
+
+
+def _set_at(provenance: Provenance, variable: Any, facts: _LayerFacts) -> tuple[str | None, str]:
+    """Where the weight's flag was decided (``file:line``), and how it reads in a why."""
+    creation = provenance.creation(id(variable)) if provenance.creations else None
+    on_variable = provenance.last_assignment(id(variable)) if provenance.assignments else None
+    candidates = [a for a in (facts.assignment, on_variable) if a is not None]
+    assignment = max(candidates, key=lambda a: a.seq, default=None)
     if assignment is not None and (creation is None or assignment.seq > creation.seq):
         return assignment.location, plan_text.origin(assignment.location, assignment.via)
     if creation is not None:
         return creation.location, plan_text.origin(creation.location, creation.via)
-    return None, plan_text.origin(None, "")
+    return None, ""
 
 
-def _containers(index: ModelIndex, layer_path: str) -> list[tuple[str, Any]]:
-    """The containers above a layer, outermost first (the model itself included)."""
-    parts = layer_path.split("/")[:-1] if layer_path else []
-    found = [(index.name, index.model)]
-    found += [
-        ("/".join(parts[: i + 1]), index.layer_at("/".join(parts[: i + 1])))
-        for i in range(len(parts))
-    ]
-    return found
-
-
-def _rules(index: ModelIndex, variable: Any) -> tuple[bool, bool, bool, str | None]:
-    """(own flag, Keras 3's rule, Keras 2's rule, the frozen container that decides)."""
-    info = index.info[id(variable)]
-    layer = index.layer_at(info.layer_path) if info.layer_path else index.model
-    containers = _containers(index, info.layer_path)
+def _rules(
+    index: ModelIndex, variable: Any, declared: bool, facts: _LayerFacts
+) -> tuple[bool, bool, bool]:
+    """(own flag, Keras 3's rule, Keras 2's rule) of one weight."""
     var_flag = bool(getattr(variable, "trainable", True)) if index.flavor.name == "keras3" else True
-    own = info.declared_trainable and var_flag and bool(layer.trainable)
-    keras3 = own and bool(index.model.trainable)
-    frozen_above = next((path for path, c in containers if not c.trainable), None)
-    return own, keras3, own and frozen_above is None, frozen_above
+    own = declared and var_flag and facts.flag
+    return own, own and bool(index.model.trainable), own and facts.frozen_above is None
 
 
 def _elsewhere(
@@ -279,13 +284,18 @@ def plan_entries(
     prediction = next_call(model, index, provenance, now)
     flagged = set(now.trainable or ())
     entries = []
+    layers_seen: dict[str, _LayerFacts] = {}
     for variable in index.variables:
         var_id = id(variable)
         info = index.info[var_id]
-        own, base3, base2, frozen_above = _rules(index, variable)
+        facts = layers_seen.get(info.layer_path)
+        if facts is None:
+            facts = layers_seen[info.layer_path] = _layer_facts(index, provenance, info.layer_path)
+        own, base3, base2 = _rules(index, variable, info.declared_trainable, facts)
+        frozen_above = facts.frozen_above
         direction = prediction.changes.get(var_id)
         phase = prediction.phase if direction else None
-        set_at, origin = _set_at(index, provenance, variable)
+        set_at, origin = _set_at(provenance, variable, facts)
         will = var_id in prediction.trains
         behaviour = (
             TRAP_SEMANTICS[(prediction.runtime, phase, direction)][1] if phase and direction else ""
