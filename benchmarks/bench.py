@@ -9,6 +9,7 @@ weights are changed by direct assignment between the two timed halves.
     KERAS_BACKEND=tensorflow python benchmarks/bench.py
     KERAS_BACKEND=jax        python benchmarks/bench.py --repeat 7
     KERAS_BACKEND=torch      python benchmarks/bench.py --quick   # smaller, for a smoke run
+    KERAS_BACKEND=torch      python benchmarks/bench.py --only explain   # one group
 """
 
 from __future__ import annotations
@@ -617,6 +618,13 @@ def main():
     parser.add_argument("--scale", action="store_true",
                         help="add the scale row: a model of a quarter of this machine's memory "
                         "checked in digest mode (Linux; takes a minute or two)")  # fmt: skip
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="GROUP",
+        help="run only this group of figures (engine, memory, load, marker, "
+        "guard, records, explain); repeatable",
+    )
     args = parser.parse_args()
 
     import keras
@@ -627,13 +635,18 @@ def main():
         flush=True,
     )
     results = {}
-    bench_engine(args, results)
-    bench_memory(args, results)
-    bench_load(args, results)
-    bench_marker(args, results)
-    bench_guard(args, results)
-    bench_records(args, results)
-    bench_explain(args, results)
+    groups = {
+        "engine": bench_engine,
+        "memory": bench_memory,
+        "load": bench_load,
+        "marker": bench_marker,
+        "guard": bench_guard,
+        "records": bench_records,
+        "explain": bench_explain,
+    }
+    for name, bench in groups.items():
+        if not args.only or name in args.only:
+            bench(args, results)
     if args.scale:
         bench_scale(args, results)
 
