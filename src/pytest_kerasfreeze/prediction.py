@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import gc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -269,14 +270,33 @@ def plan_entries(
     """The index, one entry per weight of the model (model order), the ids of the
     selected ones, and the model-level prediction. ``provenance``: what was recorded
     (a test's, or :func:`~pytest_kerasfreeze.record`'s); without it, the model's own state
-    is all there is, and ``set_at`` is ``None``. Bad input raises the helpers' errors."""
+    is all there is, and ``set_at`` is ``None``. Bad input raises the helpers' errors.
+
+    The garbage collector is paused meanwhile: a plan allocates a few objects per weight
+    and makes no cycles, and on a 100,000-variable model the collections it would trigger
+    (each walking every live object, the model's included) cost a third of the time."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _plan_entries(model, layers, exclude, provenance)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _plan_entries(
+    model: Any,
+    layers: Sequence[Any],
+    exclude: Sequence[Any],
+    provenance: Provenance | None,
+) -> tuple[ModelIndex, list[PlanEntry], set[int], Prediction]:
     index = ModelIndex.of(model)
     selected = index.select(layers, exclude)
     if layers and not selected:
         raise LayerNotFoundError(errors.nothing_left(index.describe(layers, exclude), index.name))
     provenance = provenance if provenance is not None else Provenance()
     at_start = provenance.call_state(model)
-    now = at_start or current_state(model, "call", 0, "")
+    now = at_start or current_state(model, "call", 0, "", index.variables)
     if at_start is not None and index.flavor.name == "tf_keras":
         # inside fit() tf_keras holds its compile() flags on the layers: take the user's
         trainable = frozenset(_ids(index.flavor.trainable_with_flags(model, now.flags)))

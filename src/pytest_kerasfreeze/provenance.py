@@ -186,12 +186,16 @@ def _variable_name(variable: Any) -> str:
     return str(getattr(variable, "path", None) or variable.name)
 
 
-def current_state(model: Any, event: str, seq: int, location: str) -> TrainableState:
+def current_state(
+    model: Any, event: str, seq: int, location: str, weights: list[Any] | None = None
+) -> TrainableState:
+    """The model's flags, trainable variables and variables now (``weights``: its
+    weights, when the caller has listed them already)."""
     flavor = flavor_of(model)
     assert flavor is not None
     flags = {id(layer): bool(layer.trainable) for layer in flavor.subtree(model)}
     trainable = frozenset(id(v) for v in flavor.trainable_weights(model))
-    known = frozenset(id(v) for v in flavor.weights(model))
+    known = frozenset(id(v) for v in (flavor.weights(model) if weights is None else weights))
     return TrainableState(seq, event, location, flags, trainable, known)
 
 
