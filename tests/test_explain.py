@@ -447,3 +447,74 @@ def test_a_failed_helper_says_the_plans_why():
         f"    body/kernel: frozen after the first fit() (set at {set_line}); "
     ) in diagnosis
     assert behaviour in diagnosis
+
+
+@pytest.mark.skipif(
+    TRAP_SEMANTICS[(RUNTIME, "after-build", "freeze")][0] != "ignored",
+    reason="this Keras honours (or raises for) a freeze after the first fit()",
+)
+def test_a_failed_marker_says_the_plans_why(user_project):
+    user_project.makepyfile(
+        test_user="""
+import pytest
+from usermodels import make_model, X, Y
+
+@pytest.fixture(scope="module")
+def trained():
+    model = make_model()
+    model.fit(X, Y, verbose=0)  # stage 1, outside the test's checks
+    return model
+
+@pytest.mark.frozen("head")
+def test_head_frozen_too_late(trained):
+    trained.get_layer("head").trainable = False
+    trained.fit(X, Y, verbose=0)
+"""
+    )
+    result = user_project.runpytest("--assert=plain", "-p", "kerasfreeze", "-W", "ignore")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*[[]compile-order trap[]] clf: 2 weights frozen after the first fit()*",
+            "*[[]explain[]] why each of these weights did so, as foreseen before the call:",
+            "*head/kernel: frozen after the first fit() (set at test_user.py:12); *",
+        ]
+    )
+
+
+# -- small things ----------------------------------------------------------------------------
+def test_selection_and_exclude():
+    model, _ = two_layers()
+    compile_(model)
+    plan = explain(model, "body", exclude="*/bias")
+    assert [e.path for e in plan.entries] == ["body/kernel"] and plan.trains() == ["body/kernel"]
+    assert repr(plan) == "<TrainingPlan of model 'clf': the next fit() trains 1 of 1>"
+
+
+def test_record_inside_a_test_leaves_the_tests_recording_alone():
+    with pytest_kerasfreeze.record() as recording:
+        assert recording.active is False  # the test records already
+        model, body = two_layers()
+        body.trainable = False
+        set_line = line_before()
+        compile_(model)
+    assert entry(explain(model), "body/kernel").set_at == set_line
+
+
+@pytest.mark.skipif(not LEGACY, reason="tf_keras' RespectCompiledTrainableState")
+def test_asked_inside_fit_tf_keras_reports_the_users_flags():
+    """tf_keras puts the compile() flags back on the layers while fit() runs: a plan asked
+    from a callback reads the flags the call started with."""
+    model, body = two_layers()
+    compile_(model)
+    body.trainable = False  # after compile(): tf_keras keeps training it
+    seen = []
+
+    class Ask(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append((body.trainable, entry(explain(model), "body/kernel")))
+
+    quiet(lambda: model.fit(X, Y, batch_size=16, verbose=0, callbacks=[Ask()]))
+    [(during, kernel)] = seen
+    assert during is True  # what tf_keras holds on the layer meanwhile
+    assert kernel.flag is False and kernel.will_train is True
