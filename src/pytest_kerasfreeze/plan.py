@@ -223,7 +223,12 @@ def predict(
 
 def foresee(model: Any, provenance: Provenance | None) -> dict[str, tuple[bool, str]] | None:
     """``{path: (will_train, why)}`` for every weight of ``model``, for the failure
-    message of a check about to watch a call; ``None`` where no plan can be made."""
+    message of a check about to watch a call; ``None`` where no plan can be made.
+
+    Example::
+
+        predicted = foresee(model, provenance)   # before model.fit(...)
+    """
     try:
         return predict(model, provenance=provenance).predictions()
     except Exception:  # noqa: BLE001 - a plan that cannot be made must not break the check

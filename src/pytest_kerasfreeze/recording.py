@@ -27,7 +27,14 @@ from pytest_kerasfreeze.provenance import Provenance
 
 class Recording:
     """An active recording (returned by :func:`record`): a context manager, or stop it
-    with :meth:`stop`. Inside a test it does nothing: the test records already."""
+    with :meth:`stop`. Inside a test it does nothing: the test records already.
+
+    Example::
+
+        recording = record()
+        assert recording.active
+        recording.stop()          # Keras is as it was, the very same objects
+    """
 
     def __init__(self) -> None:
         running = context.current()

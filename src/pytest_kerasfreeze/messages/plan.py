@@ -17,8 +17,8 @@ from pytest_kerasfreeze.messages.explain import MOMENTS
 from pytest_kerasfreeze.messages.reports import (
     Expectation,
     findings_lines,
+    heading_lines,
     members_of,
-    population_word,
 )
 from pytest_kerasfreeze.traps import Direction, Phase
 
@@ -240,18 +240,14 @@ def plan_failure(
     """The message of a check judged on the plan: the helpers' shape (what was expected,
     how many broke it, the offenders grouped by sub-model, the diagnosis), in the future
     tense — nothing has trained yet."""
-    head = "; ".join(
-        f"{len(bad)} of {population_word(what, expectation, len(pool))} {_future(what)}"
-        for what, bad, pool in halves
+    lines = heading_lines(
+        f"{label} failed before training",
+        model,
+        expectation,
+        halves,
+        f"predicted for the next fit() on {here}",
+        FUTURE,
     )
-    lines = [
-        f"{label} failed before training: {head} in model {model!r}",
-        f"Expected: {expectation.describe()} (predicted for the next fit() on {here})",
-    ]
-    for what, bad, pool in halves:
-        share = len(bad) / len(pool) if pool else 0.0
-        tag = "Mismatched weights" if len(halves) == 1 else f"Weights that {_future(what)}"
-        lines.append(f"{tag}: {len(bad)} / {len(pool)} ({share:.1%})")
     for what, bad, pool in halves:
         lines += ["", f"Weights that {_future(what)}:"]
         totals = {name: len(m) for name, m in _groups(pool, model).items()}
@@ -275,8 +271,11 @@ def plan_raises(label: str, model: str, raises: str, finding: Finding | None) ->
     return "\n".join(lines + findings_lines([finding] if finding else []))
 
 
+FUTURE = {"moved": "will train", "did not move": "will not train"}
+
+
 def _future(what: str) -> str:
-    return {"moved": "will train", "did not move": "will not train"}.get(what, what)
+    return FUTURE.get(what, what)
 
 
 def custom_step_warning(label: str, model: str) -> str:

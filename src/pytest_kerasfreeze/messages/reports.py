@@ -12,7 +12,7 @@ Everything here is a pure function of plain data (strings, numbers,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
 
@@ -240,18 +240,7 @@ def failure_message(
     that part looked at (``trains_only`` has two parts).
     """
     offending = [c for _, bad, _ in halves for c in bad]
-    head = "; ".join(
-        f"{len(bad)} of {population_word(what, expectation, len(pool))} {what}"
-        for what, bad, pool in halves
-    )
-    lines = [
-        f"{title}: {head} in model {model_name!r}",
-        f"Expected: {expectation.describe()} ({expectation.tolerance()})",
-    ]
-    for what, bad, pool in halves:
-        share = len(bad) / len(pool) if pool else 0.0
-        label = "Mismatched weights" if len(halves) == 1 else f"Weights that {what}"
-        lines.append(f"{label}: {len(bad)} / {len(pool)} ({share:.1%})")
+    lines = heading_lines(title, model_name, expectation, halves, expectation.tolerance())
     biggest = largest_change(offending)
     if biggest:
         lines.append(biggest)
@@ -282,6 +271,33 @@ def why_lines(whys: Mapping[str, str]) -> list[str]:
     lines += [f"    {path}: {text}" for path, text in items[:MAX_WEIGHT_ROWS]]
     if len(items) > MAX_WEIGHT_ROWS:
         lines.append(f"    ... and {plural(len(items) - MAX_WEIGHT_ROWS, 'more weight')}")
+    return lines
+
+
+def heading_lines(
+    title: str,
+    model_name: str,
+    expectation: Expectation,
+    halves: Sequence[tuple[str, Sized, Sized]],
+    how: str,
+    said: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The head of a failed check: what broke it, what was expected (``how``: the
+    tolerance, or the prediction it was judged on), the share of each half.
+    ``said``: other words for a half's ``what`` ("will train" for "moved")."""
+    said = said or {}
+    head = "; ".join(
+        f"{len(bad)} of {population_word(what, expectation, len(pool))} {said.get(what, what)}"
+        for what, bad, pool in halves
+    )
+    lines = [
+        f"{title}: {head} in model {model_name!r}",
+        f"Expected: {expectation.describe()} ({how})",
+    ]
+    for what, bad, pool in halves:
+        share = len(bad) / len(pool) if len(pool) else 0.0
+        label = "Mismatched weights" if len(halves) == 1 else f"Weights that {said.get(what, what)}"
+        lines.append(f"{label}: {len(bad)} / {len(pool)} ({share:.1%})")
     return lines
 
 
