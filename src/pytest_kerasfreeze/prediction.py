@@ -104,7 +104,6 @@ class Prediction:
     custom_step: bool
     phase: Phase | None
     changes: dict[int, Direction]
-    ref: TrainableState | None
     finding: Finding | None
     slot_bytes: int = 0
 
@@ -165,9 +164,9 @@ def next_call(
         raises = plan_text.unknown_variables(
             [index.info[i].path for i in flagged - known if i in index.info]
         )
-    phase, ref, changes, finding = _history(model, index, provenance, now, positions, built_fn)
+    phase, changes, finding = _history(model, index, provenance, now, positions, built_fn)
     return Prediction(
-        runtime, here, set() if raises else trains, raises, custom, phase, changes, ref, finding
+        runtime, here, set() if raises else trains, raises, custom, phase, changes, finding
     )
 
 
@@ -178,7 +177,7 @@ def _history(
     now: TrainableState,
     positions: dict[int, int] | None,
     built_fn: bool,
-) -> tuple[Phase | None, TrainableState | None, dict[int, Direction], Finding | None]:
+) -> tuple[Phase | None, dict[int, Direction], Finding | None]:
     """Which flags changed since Keras last took them into account, and when: the
     runtime's own trap logic, plus a compile() with the same, already built optimizer."""
     found = trap_changes(model, index, provenance, now)
@@ -190,13 +189,13 @@ def _history(
         changes: tuple[set[int], set[int], set[int]] = (frozen, unfrozen - created, created)
         found = ("after-recompile", ref, changes) if any(changes) else None
     if found is None:
-        return None, None, {}, None
+        return None, {}, None
     phase, ref, (frozen, unfrozen, created) = found
     directions: dict[int, Direction] = dict.fromkeys(frozen, "freeze")
     directions.update(dict.fromkeys(unfrozen, "unfreeze"))
     directions.update(dict.fromkeys(created, "create"))
     finding = trap_finding(model, "fit", index, provenance, ref, phase, frozen, unfrozen, created)
-    return phase, ref, directions, finding
+    return phase, directions, finding
 
 
 # -- per weight -------------------------------------------------------------------------
