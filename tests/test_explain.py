@@ -443,8 +443,8 @@ def test_a_failed_helper_says_the_plans_why():
     diagnosis = text[text.index("\nDiagnosis:\n") :]
     assert diagnosis.index("[compile-order trap]") < diagnosis.index("[explain]")
     assert (
-        "  [explain] why each of these weights did so, as foreseen before the call:\n"
-        f"    body/kernel: frozen after the first fit() (set at {set_line}); "
+        "  [explain] why these weights did so, as foreseen before the call:\n"
+        f"    body/kernel, body/bias: frozen after the first fit() (set at {set_line}); "
     ) in diagnosis
     assert behaviour in diagnosis
 
@@ -476,8 +476,8 @@ def test_head_frozen_too_late(trained):
     result.stdout.fnmatch_lines(
         [
             "*[[]compile-order trap[]] clf: 2 weights frozen after the first fit()*",
-            "*[[]explain[]] why each of these weights did so, as foreseen before the call:",
-            "*head/kernel: frozen after the first fit() (set at test_user.py:12); *",
+            "*[[]explain[]] why these weights did so, as foreseen before the call:",
+            "*head/kernel, head/bias: frozen after the first fit() (set at test_user.py:12); *",
         ]
     )
 

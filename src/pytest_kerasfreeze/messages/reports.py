@@ -265,12 +265,16 @@ def failure_message(
 
 
 def why_lines(whys: Mapping[str, str]) -> list[str]:
-    """The plan's *why* of each weight that did the unexpected thing, capped."""
-    items = list(whys.items())
-    lines = ["  [explain] why each of these weights did so, as foreseen before the call:"]
-    lines += [f"    {path}: {text}" for path, text in items[:MAX_WEIGHT_ROWS]]
+    """The plan's *why* of each weight that did the unexpected thing: one line per
+    reason, naming its weights (capped)."""
+    by_reason: dict[str, list[str]] = {}
+    for path, text in whys.items():
+        by_reason.setdefault(text, []).append(path)
+    items = list(by_reason.items())
+    lines = ["  [explain] why these weights did so, as foreseen before the call:"]
+    lines += [f"    {names(paths)}: {text}" for text, paths in items[:MAX_WEIGHT_ROWS]]
     if len(items) > MAX_WEIGHT_ROWS:
-        lines.append(f"    ... and {plural(len(items) - MAX_WEIGHT_ROWS, 'more weight')}")
+        lines.append(f"    ... and {plural(len(items) - MAX_WEIGHT_ROWS, 'more reason')}")
     return lines
 
 
