@@ -9,6 +9,7 @@ weights are changed by direct assignment between the two timed halves.
     KERAS_BACKEND=tensorflow python benchmarks/bench.py
     KERAS_BACKEND=jax        python benchmarks/bench.py --repeat 7
     KERAS_BACKEND=torch      python benchmarks/bench.py --quick   # smaller, for a smoke run
+    KERAS_BACKEND=torch      python benchmarks/bench.py --only explain   # one group
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ TARGETS = {
     "optimizer_state=True vs the weight check": ("ratio", 1.1),
     "optimizer_state=True, optimizer reused": ("ratio", 1.1),
     "inference_mode marker on a small CNN test": ("ratio", 1.05),
+    "explain() / summary(show_trainable=True)": ("ratio", 1.0),
+    "explain() per variable, largest / smallest model": ("ratio", 2.0),
 }
 
 
@@ -656,6 +659,59 @@ def bench_records(args, results):
     )
 
 
+def explain_model(keras, n_layers, per_layer):
+    """``n_layers`` parallel layers of ``per_layer`` small weights each, added up: wide
+    rather than deep, so building it stays within the backends' recursion limits."""
+
+    class Weights(keras.layers.Layer):
+        def build(self, shape):
+            self.ws = [self.add_weight(shape=(2,), name=f"w{i}") for i in range(per_layer)]
+
+        def call(self, x):
+            return x + self.ws[0]
+
+    inputs = keras.Input((2,))
+    branches = [Weights(name=f"layer_{i}")(inputs) for i in range(n_layers)]
+    model = keras.Model(inputs, keras.layers.Add()(branches), name="wide")
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def bench_explain(args, results):
+    """Issue 22: explain() reads flags and variable lists, never values — against Keras'
+    own table of flags, summary(show_trainable=True) written to a null stream, on the
+    same model in the same run; and its cost per variable as the model grows."""
+    import keras
+
+    from pytest_kerasfreeze import explain
+
+    sizes = [(10, 10), (100, 10)] if args.quick else [(100, 10), (1000, 10), (1000, 100)]
+    per_variable = {}
+    with open(os.devnull, "w") as null:
+        for n_layers, per_layer in sizes:
+            model = explain_model(keras, n_layers, per_layer)
+            n_vars = len(model.weights)
+            took = median_time(lambda m=model: explain(m), args.repeat)
+            per_variable[n_vars] = took / n_vars
+            if (n_layers, per_layer) != sizes[1]:
+                continue
+
+            def summary(m=model):
+                m.summary(show_trainable=True, print_fn=lambda line, *a, **k: null.write(line))
+
+            shown = median_time(summary, args.repeat)
+            results["explain() / summary(show_trainable=True)"] = (
+                took / shown,
+                f"{n_layers} layers, {n_vars} variables: explain() {took * 1e3:.0f} ms, "
+                f"summary() {shown * 1e3:.0f} ms",
+            )
+    smallest, largest = min(per_variable), max(per_variable)
+    results["explain() per variable, largest / smallest model"] = (
+        per_variable[largest] / per_variable[smallest],
+        "; ".join(f"{n} variables: {t * 1e6:.0f} µs/variable" for n, t in per_variable.items()),
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure (median)")
@@ -664,6 +720,13 @@ def main():
     parser.add_argument("--scale", action="store_true",
                         help="add the scale row: a model of a quarter of this machine's memory "
                         "checked in digest mode (Linux; takes a minute or two)")  # fmt: skip
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="GROUP",
+        help="run only this group of figures (engine, memory, load, marker, "
+        "guard, records, explain); repeatable",
+    )
     args = parser.parse_args()
 
     import keras
@@ -674,14 +737,20 @@ def main():
         flush=True,
     )
     results = {}
-    bench_engine(args, results)
-    bench_memory(args, results)
-    bench_load(args, results)
-    bench_marker(args, results)
-    bench_guard(args, results)
-    bench_records(args, results)
-    bench_optimizer_state(args, results)
-    bench_inference_mode(args, results)
+    groups = {
+        "engine": bench_engine,
+        "memory": bench_memory,
+        "load": bench_load,
+        "marker": bench_marker,
+        "guard": bench_guard,
+        "records": bench_records,
+        "explain": bench_explain,
+        "optimizer_state": bench_optimizer_state,
+        "inference_mode": bench_inference_mode,
+    }
+    for name, bench in groups.items():
+        if not args.only or name in args.only:
+            bench(args, results)
     if args.scale:
         bench_scale(args, results)
 

@@ -31,13 +31,13 @@ LAYERS = [
     {"lint.checker"},
     {"lint.cli", "lint.items"},
     {"lint", "lint.__main__"},
-    {"flavors", "plots", "arguments"},
+    {"flavors", "plots", "arguments", "messages.plan"},
     {"buffers", "tracing"},
     {"results", "digests"},
     {"selection", "provenance", "attribution"},
     {"diagnosis", "optimizer_state"},
-    {"captures"},
-    {"weightdiff"},
+    {"captures", "prediction"},
+    {"weightdiff", "plan"},
     {"snapshots", "reload"},
     {"context"},
     {"checks"},
@@ -45,6 +45,7 @@ LAYERS = [
     {"interception", "markers"},
     {"modes"},
     {"observer"},
+    {"recording"},
     {"terminal"},
     {"reporting"},
     {"plugin"},
@@ -57,7 +58,7 @@ LAZY_OK = {"keras", "tf_keras", "tensorflow", "jax", "torch", "matplotlib", "ml_
 # The plugin loads without numpy or Keras: it imports the engine when a test starts.
 LAZY_ENGINE_OK = {"plugin", "reporting"}
 # Only the user-facing layer and the observer touch the current test's context.
-CONTEXT_USERS = {"checks", "guard", "observer", "plugin"}
+CONTEXT_USERS = {"checks", "guard", "observer", "plugin", "recording"}
 
 
 def module_name(path):

@@ -32,6 +32,8 @@ FIGURES = [
     "optimizer_state=True vs the weight check",
     "optimizer_state=True, optimizer reused",
     "inference_mode marker on a small CNN test",
+    "explain() / summary(show_trainable=True)",
+    "explain() per variable, largest / smallest model",
 ]
 
 

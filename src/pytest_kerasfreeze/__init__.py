@@ -34,11 +34,14 @@ if TYPE_CHECKING:
         assert_frozen,
         assert_trains,
         assert_trains_only,
+        explain,
         snapshot,
     )
     from pytest_kerasfreeze.findings import Finding
     from pytest_kerasfreeze.guard import FreezeGuard, GuardCheck
     from pytest_kerasfreeze.modes import InferenceModeCheck, assert_inference_mode
+    from pytest_kerasfreeze.plan import PlanEntry, TrainingPlan
+    from pytest_kerasfreeze.recording import Recording, record
     from pytest_kerasfreeze.reload import ReloadReport, assert_reload_trains_the_same
     from pytest_kerasfreeze.snapshots import Snapshot, diff
     from pytest_kerasfreeze.tracker import TrainingRecord, WeightTracker
@@ -56,6 +59,11 @@ _LAZY = {
     "assert_inference_mode": "modes",
     "InferenceModeCheck": "modes",
     "ReloadReport": "reload",
+    "explain": "checks",
+    "PlanEntry": "plan",
+    "TrainingPlan": "plan",
+    "Recording": "recording",
+    "record": "recording",
     "Finding": "findings",
     "Mover": "changes",
     "WeightChange": "changes",
@@ -78,8 +86,11 @@ __all__ = [
     "KerasFreezeWarning",
     "LayerNotFoundError",
     "Mover",
+    "PlanEntry",
+    "Recording",
     "ReloadReport",
     "Snapshot",
+    "TrainingPlan",
     "TrainingRecord",
     "WeightChange",
     "WeightDiff",
@@ -91,6 +102,8 @@ __all__ = [
     "assert_trains",
     "assert_trains_only",
     "diff",
+    "explain",
+    "record",
     "snapshot",
 ]
 

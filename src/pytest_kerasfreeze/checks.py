@@ -1,5 +1,5 @@
 """The checks a test writes: ``assert_frozen``, ``assert_trains``, ``assert_trains_only``,
-and the public ``snapshot()``.
+the public ``snapshot()``, and ``explain()``, the prediction made before training.
 
 This is the user-facing layer: the snapshots it takes carry the current test's context
 (:mod:`pytest_kerasfreeze.context`), so their checks are reported and diagnosed with
@@ -18,8 +18,10 @@ from pytest_kerasfreeze.arguments import as_selectors, check_tolerances
 from pytest_kerasfreeze.attribution import Window
 from pytest_kerasfreeze.captures import Mode
 from pytest_kerasfreeze.exceptions import FreezeAssertionError
-from pytest_kerasfreeze.messages import errors, explain
+from pytest_kerasfreeze.messages import errors
+from pytest_kerasfreeze.messages import explain as words
 from pytest_kerasfreeze.optimizer_state import SlotSnapshot, frozen_slots_finding
+from pytest_kerasfreeze.plan import TrainingPlan, foresee, predict
 from pytest_kerasfreeze.results import Expect
 from pytest_kerasfreeze.snapshots import Snapshot, take
 from pytest_kerasfreeze.weightdiff import WeightDiff
@@ -50,6 +52,27 @@ def snapshot(model: Any, *layers: Any, exclude: Any = (), mode: Mode | None = No
         assert not diff(before, before.retake()).moved()
     """
     return _taking(model, layers, exclude, mode)
+
+
+def explain(model: Any, *layers: Any, exclude: Any = ()) -> TrainingPlan:
+    """What the model's next ``fit()`` / ``train_on_batch()`` will train on this Keras
+    and backend, for the selected weights (all of the model's if none): a
+    :class:`~pytest_kerasfreeze.plan.TrainingPlan`. Nothing is trained, nothing about
+    the model changes, no value is read.
+
+    In a test (or under :func:`~pytest_kerasfreeze.record`) each entry's ``set_at`` names
+    the line that set its flag; elsewhere it is ``None`` and the plan still follows the
+    model's own state (compiled flags, train function, optimizer).
+
+    Example::
+
+        plan = explain(model)
+        print(plan)                    # grouped by sub-model, with why and elsewhere
+        plan.assert_trains_only("head")
+    """
+    __tracebackhide__ = True
+    ctx = context.current()
+    return predict(model, layers, exclude, ctx.provenance if ctx is not None else None)
 
 
 class Watch:
@@ -175,6 +198,7 @@ class FreezeCheck(Watch):
         else:
             super().__init__(model, layers, exclude=exclude, atol=atol, rtol=rtol, mode=mode)
         self.diff = None  # the judged diff, once a block passed
+        self._predicted: dict[str, tuple[bool, str]] | None = None
         self.expect = expect
         self.allow = as_selectors(allow)
         if self.allow:  # resolve now: a typo fails before any training
@@ -191,8 +215,11 @@ class FreezeCheck(Watch):
             )  # fmt: skip
 
     def _start(self) -> None:
+        # what the plan foresees for the call to come: its *why*s go into a failure
+        ctx = context.current()
+        self._predicted = foresee(self.model, ctx.provenance if ctx is not None else None)
         super()._start()
-        if self.optimizer_state:  # the slots of the selected weights, copied now
+        if self.optimizer_state:  # the slots of the selected weights, hashed now
             index = self._before.index
             self._slots = SlotSnapshot(index, index.select(self.layers, self.exclude))
 
@@ -235,11 +262,12 @@ class FreezeCheck(Watch):
                 source="helper",
                 label=f"assert_{self.expect}",
                 findings=found,
+                predicted=self._predicted,
             )
         except FreezeAssertionError as err:
             if slots:  # both halves: the weights and their optimizer state
                 raise FreezeAssertionError(
-                    "\n".join([str(err), "", *explain.slot_changes(slots)]),
+                    "\n".join([str(err), "", *words.slot_changes(slots)]),
                     diff=err.diff,
                     findings=err.findings,
                 ) from None
@@ -248,7 +276,7 @@ class FreezeCheck(Watch):
             raise FreezeAssertionError(
                 errors.slots_changed(f"assert_{self.expect}", self.model.name, len(slots))
                 + "\n"
-                + "\n".join(explain.slot_changes(slots)),
+                + "\n".join(words.slot_changes(slots)),
                 diff=judged,
                 findings=list(found),
             )

@@ -55,7 +55,7 @@ def _layer_of(path: str, model: str) -> str:
     return path.rpartition("/")[0] or model
 
 
-def _flag_changes(
+def flag_changes(
     index: ModelIndex, ref: TrainableState, now: TrainableState
 ) -> tuple[set[int], set[int]]:
     """Variable ids newly frozen and newly unfrozen since ``ref``.
@@ -81,7 +81,7 @@ def _flag_changes(
     return frozen, unfrozen_ids
 
 
-def _created(provenance: Provenance, ref: TrainableState, now: TrainableState) -> set[int]:
+def created_since(provenance: Provenance, ref: TrainableState, now: TrainableState) -> set[int]:
     """Weights created since ``ref`` on a layer that was already built (enable_lora);
     not those of a layer built since (a model built by its first training call)."""
     if ref.known is None or now.known is None:
@@ -93,34 +93,47 @@ def _created(provenance: Provenance, ref: TrainableState, now: TrainableState) -
 
 
 # -- the compile-order trap -------------------------------------------------------------
-def detect_trap(
-    model: Any, method: str, index: ModelIndex, provenance: Provenance, location: str
-) -> tuple[Finding | None, TrainableState]:
-    """Before a training call: did the flags change since they were last taken into
-    account? Returns the finding (or ``None``) and the state now."""
-    now = current_state(model, "call", provenance.next_seq(), location)
+Changes = tuple[set[int], set[int], set[int]]  # ids newly frozen, unfrozen, created
+
+
+def trap_changes(
+    model: Any, index: ModelIndex, provenance: Provenance, now: TrainableState
+) -> tuple[Phase, TrainableState, Changes] | None:
+    """Did the flags change since they were last taken into account? The phase, the
+    state they are compared with, and the changes (``None`` when nothing changed)."""
     built_already = has_train_function(model)
     # 1. changed since the train function was built (by the first fit())?
     built = provenance.build_state(model)
     if built is not None and built_already:
-        changes = (*_flag_changes(index, built, now), _created(provenance, built, now))
+        changes = (*flag_changes(index, built, now), created_since(provenance, built, now))
         if any(changes):
-            return _trap(model, method, index, provenance, built, "after-build", *changes), now
+            return "after-build", built, changes
     # 2. changed since compile()? Before the first fit() that is the trap itself; after
     # it, the train function was built with those flags and every call trains with them.
     ref = provenance.compile_state(model)
     if ref is None:
-        return None, now
+        return None
     phase: Phase = "after-compile"
     if built is None and built_already:
         # The train function was built before this test observed the model (a fit() at
         # import time, or in a fixture of a wider scope): it trains with the flags it
         # was built with, whose best known record is the last compile().
         phase = "after-build"
-    changes = (*_flag_changes(index, ref, now), _created(provenance, ref, now))
-    if not any(changes):
+    changes = (*flag_changes(index, ref, now), created_since(provenance, ref, now))
+    return (phase, ref, changes) if any(changes) else None
+
+
+def detect_trap(
+    model: Any, method: str, index: ModelIndex, provenance: Provenance, location: str
+) -> tuple[Finding | None, TrainableState]:
+    """Before a training call: did the flags change since they were last taken into
+    account? Returns the finding (or ``None``) and the state now."""
+    now = current_state(model, "call", provenance.next_seq(), location)
+    found = trap_changes(model, index, provenance, now)
+    if found is None:
         return None, now
-    return _trap(model, method, index, provenance, ref, phase, *changes), now
+    phase, ref, changes = found
+    return trap_finding(model, method, index, provenance, ref, phase, *changes), now
 
 
 def _target_path(index: ModelIndex, assignment: Assignment) -> str:
@@ -133,7 +146,7 @@ def _target_path(index: ModelIndex, assignment: Assignment) -> str:
     return assignment.name
 
 
-def _trap(
+def trap_finding(
     model: Any,
     method: str,
     index: ModelIndex,
@@ -144,6 +157,7 @@ def _trap(
     unfrozen: set[int],
     created: set[int],
 ) -> Finding:
+    """The compile-order trap finding for these changes since ``ref``."""
     runtime = runtime_of(model)
     changed = frozen | unfrozen | created
     changed_layers = _layer_paths(index, changed)

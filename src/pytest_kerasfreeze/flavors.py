@@ -102,12 +102,20 @@ class Flavor:
         except ValueError:  # tf_keras, not built yet: apply the flags ourselves
             return unique(self._trainable_below(layer))
 
-    def _trainable_below(self, layer: Any) -> Iterator[Any]:
-        if not layer.trainable:
+    def _trainable_below(
+        self, layer: Any, flags: Mapping[int, bool] | None = None
+    ) -> Iterator[Any]:
+        own = bool(layer.trainable) if flags is None else flags.get(id(layer), layer.trainable)
+        if not own:
             return
         yield from self.declared_trainable(layer)
         for child in self.children(layer):
-            yield from self._trainable_below(child)
+            yield from self._trainable_below(child, flags)
+
+    def trainable_with_flags(self, layer: Any, flags: Mapping[int, bool]) -> list[Any]:
+        """The weights Keras 2's rule trains when each layer's flag is ``flags[id(layer)]``
+        (its own flag where absent): a frozen container hides everything below it."""
+        return unique(self._trainable_below(layer, flags))
 
     def trainable_now(self, model: Any, variables: Sequence[Any]) -> list[bool]:
         """For each of ``variables`` (weights of ``model``): would a fresh ``compile()``
@@ -308,6 +316,15 @@ def has_train_function(model: Any) -> bool:
     ``train_on_batch()``; ``compile()`` drops it). Both flavours and every Keras 3
     backend keep it as ``model.train_function``."""
     return getattr(model, "train_function", None) is not None
+
+
+def has_custom_train_step(model: Any) -> bool:
+    """Whether ``model`` trains with a ``train_step`` of its own, not Keras' built-in one
+    (defined in Keras' own trainer modules)."""
+    for cls in type(model).__mro__:
+        if "train_step" in cls.__dict__:
+            return cls.__module__.split(".", 1)[0] not in ("keras", "tf_keras")
+    return False
 
 
 def compile_record(model: Any) -> dict[Any, bool] | None:

@@ -45,6 +45,7 @@ from pytest_kerasfreeze.optimizer_state import (
     frozen_slots_finding,
     stale_moments_finding,
 )
+from pytest_kerasfreeze.plan import foresee
 from pytest_kerasfreeze.provenance import current_state, frame_location, user_frame
 from pytest_kerasfreeze.results import CallRecord, CheckResult
 from pytest_kerasfreeze.selection import ModelIndex
@@ -113,16 +114,19 @@ class TestObserver:
         self.refresh_markers()
 
     # -- life cycle ----------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, observe: bool = False) -> None:
         """Make the test's context current and observe Keras.
 
-        A test with a marker imports Keras if needed; otherwise only the flavours already
-        imported are observed, and with ``trap="ignore"`` and no marker nothing at all.
+        A test with a marker (or ``observe``: :func:`~pytest_kerasfreeze.record`) imports
+        Keras if needed; otherwise only the flavours already imported are observed, and
+        with ``trap="ignore"`` and no marker nothing at all.
         """
         context.activate(self.context)
         self._started = True
         self._thread = threading.get_ident()
-        if self.markers or self.trap != "ignore":
+        if observe:
+            self.interception.install(import_missing=True)
+        elif self.markers or self.trap != "ignore":
             self.interception.install(import_missing=bool(self.markers))
         else:
             self.interception.suspend_enclosing()
@@ -242,6 +246,7 @@ class TestObserver:
             entry.names = {n.name for n in index.nodes}
             plans = self._plans(index)  # may raise for an ambiguous selector: before training
         tracker = self.tracker if the_test else None
+        predicted = foresee(model, provenance) if plans else None  # before the flags move
         frame = user_frame()
         trap, state_now = detect_trap(model, method, index, provenance, frame_location(frame))
         state_found = self._optimizer_state_findings(entry, index)
@@ -254,7 +259,6 @@ class TestObserver:
         if trap is not None:
             self.context.add_finding(model, trap)
             self._report_trap(model, trap, frame)
-        building = not has_train_function(model)
         before = None
         window = None
         if plans or tracker is not None:
@@ -274,7 +278,7 @@ class TestObserver:
             check.start()
         try:
             try:
-                result = self._run(model, call)
+                result = provenance.training_call(model, state_now, lambda: self._run(model, call))
             finally:
                 for _, check in modes:
                     check.stop()
@@ -284,9 +288,6 @@ class TestObserver:
             if trap is not None:  # Keras raised over the trap (JAX, PyTorch): explain it
                 _add_note(err, f"pytest-kerasfreeze: {trap}")
             raise
-        finally:
-            if building and has_train_function(model):
-                provenance.build_started(model, state_now)
         self._judge_modes(modes, f"{model.name}.{method}()")
         found = merge([trap] if trap else [], state_found, shared_findings(index, provenance))
         if before is None or window is None:
@@ -300,7 +301,9 @@ class TestObserver:
             found = merge(found, diff._diagnose())
             for finding in found:
                 self.context.add_finding(model, finding)
-            self._check_markers(model, plans, diff, found, f"{model.name}.{method}()", slots)
+            self._check_markers(
+                model, plans, diff, found, f"{model.name}.{method}()", slots, predicted
+            )
         finally:
             if tracker is not None:
                 self._record(tracker, model, method, diff, found)
@@ -385,6 +388,7 @@ class TestObserver:
         found: list[Finding],
         where: str,
         slots: Sequence[tuple[MarkerSpec, SlotSnapshot]] = (),
+        predicted: dict[str, tuple[bool, str]] | None = None,
     ) -> None:
         __tracebackhide__ = True
         failures = []
@@ -402,7 +406,8 @@ class TestObserver:
             try:
                 diff._check(spec.kind, selected, exclude=spec.exclude, allow=spec.allow,
                             by=by, atol=spec.atol, rtol=spec.rtol, source="marker",
-                            label=spec.label, call=where, findings=found)  # fmt: skip
+                            label=spec.label, call=where, findings=found,
+                            predicted=predicted)  # fmt: skip
             except FreezeAssertionError as err:
                 failures.append(err)
         if failures:

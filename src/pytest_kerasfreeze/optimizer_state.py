@@ -8,7 +8,7 @@ what changed, and the two findings about them.
   (unfrozen without a new optimizer): its first updates follow the old moments.
 
 The slots are found through the optimizer's own bookkeeping
-(:func:`pytest_kerasfreeze.tracing.optimizer_slots`) and hashed where they live (the
+(:func:`pytest_kerasfreeze.tracing.weight_slots`) and hashed where they live (the
 digests of :mod:`pytest_kerasfreeze.digests`), only when a check asks for them.
 
 Example::
@@ -59,7 +59,7 @@ def slots_of(index: ModelIndex, variables: list[Any]) -> list[tuple[str, int, st
             ".inner_optimizer"
         ):
             continue  # the LossScaleOptimizer reads through to it already
-        for var_id, slots in tracing.optimizer_slots(optimizer, variables).items():
+        for var_id, slots in tracing.weight_slots(optimizer, variables).items():
             found += [(name, var_id, slot_name, slot) for slot_name, slot in slots]
     return found
 

@@ -33,6 +33,7 @@ from pytest_kerasfreeze.flavors import (
     LIBRARY_PACKAGES,
     compile_record,
     flavor_of,
+    has_train_function,
     package_of,
 )
 from pytest_kerasfreeze.messages import explain
@@ -185,12 +186,16 @@ def _variable_name(variable: Any) -> str:
     return str(getattr(variable, "path", None) or variable.name)
 
 
-def current_state(model: Any, event: str, seq: int, location: str) -> TrainableState:
+def current_state(
+    model: Any, event: str, seq: int, location: str, weights: list[Any] | None = None
+) -> TrainableState:
+    """The model's flags, trainable variables and variables now (``weights``: its
+    weights, when the caller has listed them already)."""
     flavor = flavor_of(model)
     assert flavor is not None
     flags = {id(layer): bool(layer.trainable) for layer in flavor.subtree(model)}
     trainable = frozenset(id(v) for v in flavor.trainable_weights(model))
-    known = frozenset(id(v) for v in flavor.weights(model))
+    known = frozenset(id(v) for v in (flavor.weights(model) if weights is None else weights))
     return TrainableState(seq, event, location, flags, trainable, known)
 
 
@@ -202,6 +207,9 @@ class Provenance:
         self.assignments: list[Assignment] = []
         self.creations: dict[int, Creation] = {}
         self.histories: weakref.WeakKeyDictionary[Any, ModelHistory] = weakref.WeakKeyDictionary()
+        # the state at the start of each training call running now: tf_keras puts the
+        # flags of its compile() on the layers while fit() runs, so they are not the user's
+        self.calling: weakref.WeakKeyDictionary[Any, TrainableState] = weakref.WeakKeyDictionary()
 
     def next_seq(self) -> int:
         return next(self._seq)
@@ -256,7 +264,23 @@ class Provenance:
     def build_started(self, model: Any, state: TrainableState) -> None:
         self.history(model).built = state
 
+    def training_call(self, model: Any, state: TrainableState, run: Callable[[], Any]) -> Any:
+        """Run one training call of ``model`` whose start was ``state``: kept as the call's
+        state while it runs, and as the build's when this call builds the train function."""
+        building = not has_train_function(model)
+        self.calling[model] = state
+        try:
+            return run()
+        finally:
+            self.calling.pop(model, None)
+            if building and has_train_function(model):
+                self.build_started(model, state)
+
     # -- queries -------------------------------------------------------------------
+    def call_state(self, model: Any) -> TrainableState | None:
+        """The state at the start of the training call of ``model`` running now, if any."""
+        return self.calling.get(model)
+
     def compile_state(self, model: Any) -> TrainableState | None:
         """The state at the model's last compile(); Keras' own record if we missed it."""
         history = self.histories.get(model)

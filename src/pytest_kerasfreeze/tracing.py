@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -88,6 +89,47 @@ def optimizer_variables(optimizer: Any) -> list[Any]:
     """The variables a Keras 3 optimizer was built for: what ``apply(grads)`` updates
     when it is given no variables (``stateless_apply`` on JAX)."""
     return list(getattr(optimizer, "_trainable_variables", None) or [])
+
+
+def optimizer_positions(optimizer: Any, variables: Sequence[Any]) -> dict[int, int] | None:
+    """``{id(variable): position}`` for those of ``variables`` the optimizer was built
+    for (the position of their slots in its slot lists), or ``None`` while it is not
+    built — or, for a tf_keras legacy optimizer, never (it adds slots as it meets
+    variables, so it knows no fixed set)."""
+    if getattr(optimizer, "built", None) is True:  # Keras 3
+        built = {id(v): i for i, v in enumerate(getattr(optimizer, "_trainable_variables", ()))}
+        return {id(v): built[id(v)] for v in variables if id(v) in built}
+    index = getattr(optimizer, "_index_dict", None)  # tf_keras' optimizer, once built
+    if getattr(optimizer, "_built", False) and isinstance(index, dict):
+        keys = {id(v): getattr(v, "_unique_id", None) for v in variables}
+        return {i: index[k] for i, k in keys.items() if k in index}
+    return None
+
+
+def optimizer_size(optimizer: Any) -> int:
+    """How many variables the optimizer was built for (0 when it is not built)."""
+    built = getattr(optimizer, "_trainable_variables", None)
+    if built is None:
+        built = getattr(optimizer, "_index_dict", None) or ()
+    return len(built)
+
+
+def optimizer_slots(optimizer: Any) -> list[list[Any]]:
+    """The optimizer's slot lists (momenta, velocities, EMA copies): lists of variables
+    aligned with the variables it was built for (slot ``i`` belongs to variable ``i``)."""
+    n = optimizer_size(optimizer)
+    if not n:
+        return []
+    slots = []
+    for value in list(vars(optimizer).values()):
+        if (
+            isinstance(value, list)
+            and len(value) == n
+            and value is not getattr(optimizer, "_trainable_variables", None)
+            and all(hasattr(v, "shape") and hasattr(v, "dtype") for v in value)
+        ):
+            slots.append(value)
+    return slots
 
 
 def tf_resource_variable() -> type | None:
@@ -281,7 +323,7 @@ def classify_assign(frame: Any) -> tuple[AssignKind, str] | None:
     return "outside", (_location(f) if f is not None else "<unknown>")
 
 
-def optimizer_slots(optimizer: Any, weights: list[Any]) -> dict[int, list[tuple[str, Any]]]:
+def weight_slots(optimizer: Any, weights: list[Any]) -> dict[int, list[tuple[str, Any]]]:
     """The state an optimizer keeps for each of ``weights`` (id -> ``[(slot name, slot
     variable)]``), read from its own bookkeeping: Keras 3 and tf_keras index the
     variables they were built for (``_trainable_variables_indices`` / ``_index_dict``)

@@ -12,7 +12,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pytest_kerasfreeze.changes import OptimizerRef, WeightChange
 
@@ -42,3 +42,14 @@ def halves(
         outside = [c for c in everything if c.path not in inside]
         out.append(("moved", [c for c in outside if c.moved], outside))
     return out
+
+
+def foreseen(failed: Sequence[Half], predicted: Mapping[str, tuple[bool, str]]) -> dict[str, str]:
+    """The plan's *why* of each offending weight whose fate the plan foresaw (it said
+    "will train" of one that moved, "will not" of one that did not)."""
+    return {
+        c.path: predicted[c.path][1]
+        for what, bad, _ in failed
+        for c in bad
+        if c.path in predicted and predicted[c.path][0] == (what == "moved")
+    }

@@ -299,13 +299,15 @@ class WeightDiff:
         label: str,
         call: str | None = None,
         findings: Sequence[Finding] = (),
+        predicted: Mapping[str, tuple[bool, str]] | None = None,
     ) -> WeightDiff:
         """Judge, note the result where the captures say (a test's reports), raise on
         failure. ``label`` names the check in messages (``assert_frozen``, a marker)."""
         __tracebackhide__ = True
         judged, result, error = self._judge(expect, layers, as_selectors(exclude),
                                             as_selectors(allow), atol, rtol, source, label,
-                                            call, findings, self._by(by))  # fmt: skip
+                                            call, findings, self._by(by),
+                                            predicted)  # fmt: skip
         observations = self._require_before().observations
         if observations is not None:
             observations.add_check(result)
@@ -326,6 +328,7 @@ class WeightDiff:
         call: str | None,
         findings: Sequence[Finding],
         by: OptimizerRef | None = None,
+        predicted: Mapping[str, tuple[bool, str]] | None = None,
     ) -> tuple[WeightDiff, CheckResult, FreezeAssertionError | None]:
         judged = self.with_tolerance(atol, rtol)
         selected = judged.select(*layers, exclude=exclude)
@@ -371,7 +374,8 @@ class WeightDiff:
         )
         message = reports.failure_message(title, self.model_name, expectation, failed,
                                           judged.by_submodel(), diagnosis, nonfinite,
-                                          self._require_before().mode == "digest")  # fmt: skip
+                                          self._require_before().mode == "digest",
+                                          verdicts.foreseen(failed, predicted or {}))  # fmt: skip
         result.failure = message
         result.figures = DiffFigures(figures.model, figures.changes, figures.by_submodel,
                                      tuple(diagnosis))  # fmt: skip

@@ -22,6 +22,13 @@ from pytest_kerasfreeze.traps import (
 
 Texts = tuple[str, str, str]  # summary, explanation, fix
 
+# when a flag changed, in words, per phase of the trap table
+MOMENTS: dict[Phase, str] = {
+    "after-compile": "after compile()",
+    "after-build": "after the first fit()",
+    "after-recompile": "after the first fit() (recompiled with the same optimizer)",
+}
+
 
 # -- the compile-order trap -----------------------------------------------------------
 def trap(
@@ -53,6 +60,11 @@ def trap(
         when = (
             f"after compile() (compile() at {ref_location}) and before its train function was built"
         )
+    elif phase == "after-recompile":
+        when = (
+            "after the first fit(), then compiled again with the same, already built "
+            f"optimizer (it was built for the variables trainable at {ref_location})"
+        )
     elif ref_event == "compile":  # built before this test: only the compile is known
         when = (
             f"after its train function was built (before this test; last compile() "
@@ -77,10 +89,17 @@ def trap(
     lines.append(f"On {here}: {behaviour}{_consequence(outcome, n_frozen, n_unfrozen, n_created)}")
     elsewhere = [behaviour_on(other, phase, direction) for other in RUNTIMES if other != runtime]
     lines.append("Elsewhere: " + "; ".join(elsewhere) + ".")
-    fix = created_fix(model) if n_created else recompile_fix(model)
+    if phase == "after-recompile":
+        fix = (
+            f"compile {model} again with a new optimizer instance "
+            f"({model}.compile(optimizer=keras.optimizers.Adam(...), ...)): an optimizer that "
+            f"has been built only knows the variables it was built with."
+        )
+    else:
+        fix = created_fix(model) if n_created else recompile_fix(model)
     if gan_hint:
         fix += " " + GAN_FIX
-    moment = "after compile()" if phase == "after-compile" else "after the first fit()"
+    moment = MOMENTS[phase]
     if n_created:
         what = f"{plural(n_created, 'weight')} created {moment}"
         if n_frozen or n_unfrozen:

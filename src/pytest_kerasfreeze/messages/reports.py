@@ -12,7 +12,7 @@ Everything here is a pure function of plain data (strings, numbers,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Sized
 from dataclasses import dataclass
 from typing import Any
 
@@ -228,26 +228,19 @@ def failure_message(
     findings: Sequence[Finding] = (),
     nonfinite: Mapping[str, int] | None = None,
     digest: bool = False,
+    whys: Mapping[str, str] | None = None,
 ) -> str:
     """The message of a failed check.
+
+    ``whys``: ``{path: why}`` from the plan made before the call (``explain()``), for
+    the offending weights whose fate it foresaw; said in the diagnosis.
 
     ``halves`` lists, for each part of the expectation that failed, ``(what, offending,
     population)``: ``what`` is "did not move" or "moved", ``population`` the weights
     that part looked at (``trains_only`` has two parts).
     """
     offending = [c for _, bad, _ in halves for c in bad]
-    head = "; ".join(
-        f"{len(bad)} of {_population_word(what, expectation, len(pool))} {what}"
-        for what, bad, pool in halves
-    )
-    lines = [
-        f"{title}: {head} in model {model_name!r}",
-        f"Expected: {expectation.describe()} ({expectation.tolerance()})",
-    ]
-    for what, bad, pool in halves:
-        share = len(bad) / len(pool) if pool else 0.0
-        label = "Mismatched weights" if len(halves) == 1 else f"Weights that {what}"
-        lines.append(f"{label}: {len(bad)} / {len(pool)} ({share:.1%})")
+    lines = heading_lines(title, model_name, expectation, halves, expectation.tolerance())
     biggest = largest_change(offending)
     if biggest:
         lines.append(biggest)
@@ -266,11 +259,55 @@ def failure_message(
     if shared:
         lines += ["", "Shared weights (reached through several sub-models):", *shared]
     lines += findings_lines(findings)
+    if whys:
+        lines += ([] if findings else ["", "Diagnosis:"]) + why_lines(whys)
     return "\n".join(lines)
 
 
-def _population_word(what: str, expectation: Expectation, n: int) -> str:
-    """``"6 weights of 'base'"``, ``"1 declared-trainable weight of 'head'"``."""
+def why_lines(whys: Mapping[str, str]) -> list[str]:
+    """The plan's *why* of each weight that did the unexpected thing: one line per
+    reason, naming its weights (capped)."""
+    by_reason: dict[str, list[str]] = {}
+    for path, text in whys.items():
+        by_reason.setdefault(text, []).append(path)
+    items = list(by_reason.items())
+    lines = ["  [explain] why these weights did so, as foreseen before the call:"]
+    lines += [f"    {names(paths)}: {text}" for text, paths in items[:MAX_WEIGHT_ROWS]]
+    if len(items) > MAX_WEIGHT_ROWS:
+        lines.append(f"    ... and {plural(len(items) - MAX_WEIGHT_ROWS, 'more reason')}")
+    return lines
+
+
+def heading_lines(
+    title: str,
+    model_name: str,
+    expectation: Expectation,
+    halves: Sequence[tuple[str, Sized, Sized]],
+    how: str,
+    said: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The head of a failed check: what broke it, what was expected (``how``: the
+    tolerance, or the prediction it was judged on), the share of each half.
+    ``said``: other words for a half's ``what`` ("will train" for "moved")."""
+    said = said or {}
+    head = "; ".join(
+        f"{len(bad)} of {population_word(what, expectation, len(pool))} {said.get(what, what)}"
+        for what, bad, pool in halves
+    )
+    lines = [
+        f"{title}: {head} in model {model_name!r}",
+        f"Expected: {expectation.describe()} ({how})",
+    ]
+    for what, bad, pool in halves:
+        share = len(bad) / len(pool) if len(pool) else 0.0
+        label = "Mismatched weights" if len(halves) == 1 else f"Weights that {said.get(what, what)}"
+        lines.append(f"{label}: {len(bad)} / {len(pool)} ({share:.1%})")
+    return lines
+
+
+def population_word(what: str, expectation: Expectation, n: int) -> str:
+    """``"6 weights of 'base'"``, ``"1 declared-trainable weight of 'head'"``: what one
+    half of a check looked at."""
     if what == "did not move":
         return f"{plural(n, 'declared-trainable weight')} of {expectation.target}"
     if expectation.kind == "trains_only":
