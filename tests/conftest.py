@@ -2,6 +2,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import random
 import textwrap
 
 import pytest
@@ -9,6 +10,29 @@ import pytest
 from kmodels import clear_session, keras
 
 INNER_PLUGINS = "-p kerasfreeze -p xdist"
+
+def oracle_settings():
+    """How many examples the oracle (test_oracle.py) draws, and from which seed: one
+    setting each, KERASFREEZE_ORACLE_EXAMPLES (default 100) and KERASFREEZE_ORACLE_SEED
+    (default 0, so CI is reproducible; ``random`` draws a fresh one, printed in the header
+    and handed to the xdist workers)."""
+    seed = os.environ.get("KERASFREEZE_ORACLE_SEED", "0")
+    if seed == "random":
+        seed = str(random.SystemRandom().randrange(2**32))
+        os.environ["KERASFREEZE_ORACLE_SEED"] = seed  # the workers start after configure
+    return int(os.environ.get("KERASFREEZE_ORACLE_EXAMPLES", "100")), int(seed)
+
+
+def pytest_configure(config):
+    oracle_settings()
+
+
+def pytest_report_header(config):
+    examples, seed = oracle_settings()
+    return (
+        f"oracle: {examples} examples from seed {seed} "
+        f"(KERASFREEZE_ORACLE_EXAMPLES, KERASFREEZE_ORACLE_SEED)"
+    )
 
 
 @pytest.fixture(autouse=True)
