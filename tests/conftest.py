@@ -11,6 +11,27 @@ from kmodels import clear_session, keras
 
 INNER_PLUGINS = "-p kerasfreeze -p xdist"
 
+# The tests whose outcome can depend on how pytest loaded the plugin and on whether it
+# rewrote asserts: the tox envs `noautoload` and `norewrite` run only these (`-m sessions`).
+# They are the tests that start pytest sessions (pytester), use the plugin's markers or its
+# fixture in this session, and the files that test loading and hooks as such. The others
+# call the engine and the checks directly, run their own subprocesses (packaging,
+# distributed, the plain-script examples) or read files: the same under any loading.
+SESSION_FILES = {"test_plugin.py", "test_hygiene.py"}
+PLUGIN_MARKERS = ("frozen", "trains", "trains_only")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if (
+            item.path.name in SESSION_FILES
+            or "pytester" in item.fixturenames
+            or "weight_tracker" in item.fixturenames
+            or any(item.get_closest_marker(name) for name in PLUGIN_MARKERS)
+        ):
+            item.add_marker(pytest.mark.sessions)
+
+
 def oracle_settings():
     """How many examples the oracle (test_oracle.py) draws, and from which seed: one
     setting each, KERASFREEZE_ORACLE_EXAMPLES (default 100) and KERASFREEZE_ORACLE_SEED
@@ -24,6 +45,9 @@ def oracle_settings():
 
 
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "sessions: depends on plugin loading or assertion rewriting (conftest.py)"
+    )
     oracle_settings()
 
 
