@@ -63,12 +63,15 @@ def pytest_report_header(config):
 def _inner_runs(request, monkeypatch):
     """Sessions that pytester starts run their tests in file order (the random order is
     tested on purpose in test_hygiene.py); with PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 (tox env
-    `noautoload`) they load the plugin the way such users do: with `-p kerasfreeze`."""
+    `noautoload`) they load the plugin the way such users do: with `-p kerasfreeze`; under
+    `--assert=plain` (tox env `norewrite`) they rewrite no asserts either."""
     if "pytester" in request.fixturenames:
         request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS when it starts
         options = "-p no:randomly"
         if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
             options += " " + INNER_PLUGINS
+        if request.config.getoption("assertmode") == "plain":
+            options += " --assert=plain"
         monkeypatch.setenv("PYTEST_ADDOPTS", options)
 
 
