@@ -2,6 +2,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import random
 import textwrap
 
 import pytest
@@ -10,17 +11,67 @@ from kmodels import clear_session, keras
 
 INNER_PLUGINS = "-p kerasfreeze -p xdist"
 
+# The tests whose outcome can depend on how pytest loaded the plugin and on whether it
+# rewrote asserts: the tox envs `noautoload` and `norewrite` run only these (`-m sessions`).
+# They are the tests that start pytest sessions (pytester), use the plugin's markers or its
+# fixture in this session, and the files that test loading and hooks as such. The others
+# call the engine and the checks directly, run their own subprocesses (packaging,
+# distributed, the plain-script examples) or read files: the same under any loading.
+SESSION_FILES = {"test_plugin.py", "test_hygiene.py"}
+PLUGIN_MARKERS = ("frozen", "trains", "trains_only")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if (
+            item.path.name in SESSION_FILES
+            or "pytester" in item.fixturenames
+            or "weight_tracker" in item.fixturenames
+            or any(item.get_closest_marker(name) for name in PLUGIN_MARKERS)
+        ):
+            item.add_marker(pytest.mark.sessions)
+
+
+def oracle_settings():
+    """How many examples the oracle (test_oracle.py) draws, and from which seed: one
+    setting each, KERASFREEZE_ORACLE_EXAMPLES (default 100) and KERASFREEZE_ORACLE_SEED
+    (default 0, so CI is reproducible; ``random`` draws a fresh one, printed in the header
+    and handed to the xdist workers)."""
+    seed = os.environ.get("KERASFREEZE_ORACLE_SEED", "0")
+    if seed == "random":
+        seed = str(random.SystemRandom().randrange(2**32))
+        os.environ["KERASFREEZE_ORACLE_SEED"] = seed  # the workers start after configure
+    return int(os.environ.get("KERASFREEZE_ORACLE_EXAMPLES", "100")), int(seed)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "sessions: depends on plugin loading or assertion rewriting (conftest.py)"
+    )
+    oracle_settings()
+
+
+def pytest_report_header(config):
+    examples, seed = oracle_settings()
+    return (
+        f"oracle: {examples} examples from seed {seed} "
+        f"(KERASFREEZE_ORACLE_EXAMPLES, KERASFREEZE_ORACLE_SEED)"
+    )
+
 
 @pytest.fixture(autouse=True)
 def _inner_runs(request, monkeypatch):
     """Sessions that pytester starts run their tests in file order (the random order is
     tested on purpose in test_hygiene.py); with PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 (tox env
-    `noautoload`) they load the plugin the way such users do: with `-p kerasfreeze`."""
+    `noautoload`) they load the plugin the way such users do: with `-p kerasfreeze`; under
+    `--assert=plain` (tox env `norewrite`) they rewrite no asserts either."""
     if "pytester" in request.fixturenames:
         request.getfixturevalue("pytester")  # it clears PYTEST_ADDOPTS when it starts
         options = "-p no:randomly"
         if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
             options += " " + INNER_PLUGINS
+        if request.config.getoption("assertmode") == "plain":
+            options += " --assert=plain"
         monkeypatch.setenv("PYTEST_ADDOPTS", options)
 
 

@@ -1,5 +1,6 @@
 """The repository keeps its promises: the README's commands and what CI runs."""
 
+import configparser
 import importlib.util
 import re
 from pathlib import Path
@@ -73,18 +74,50 @@ def test_the_peer_comparison_finds_a_test_that_ends_differently(pytester, monkey
     assert compare.main(["off.xml", "missing.xml"]) == 2
 
 
-def test_every_backend_env_has_its_peer_suite_env():
-    tox = (ROOT / "tox.ini").read_text()
-    for env in ("tensorflow", "jax", "torch", "tf_keras"):
-        assert f"[testenv:kerassuite-{env}]" in tox
-        assert f"env_dir = {{work_dir}}{{/}}{env}\n" in tox
-        assert f"kerassuite-{env}" in tox.split("[testenv]")[0]
+def tox_config():
+    config = configparser.ConfigParser(interpolation=None)
+    config.read_string((ROOT / "tox.ini").read_text())
+    return config
 
 
-def test_every_runtime_env_runs_the_examples():
-    """The README's main job runs in CI: the examples, on each runtime."""
-    tox = (ROOT / "tox.ini").read_text()
-    assert "    pytest examples/ -p no:randomly -q\n" in tox.split("[examples]")[1].split("\n[")[0]
-    for env in ("tensorflow", "jax", "torch", "tf_keras"):
-        section = tox.split(f"[testenv:{env}]\n")[1].split("\n[")[0]
-        assert "commands = {[examples]commands}" in section, env
+RUNTIMES = {
+    "tensorflow": "env KERAS_BACKEND=tensorflow",
+    "jax": "env KERAS_BACKEND=jax",
+    "torch": "env KERAS_BACKEND=torch",
+    "tf_keras": "env TF_USE_LEGACY_KERAS=1",
+}
+
+
+def keras_env_commands():
+    return tox_config()["testenv:keras"]["commands"].strip().splitlines()
+
+
+def test_one_environment_serves_every_keras_runtime():
+    """CI's env list is the linters, `keras` (every runtime, from one environment) and
+    `oldest`; the nightly is run by hand (CI stays green when it breaks). No env shares
+    another's env_dir: tox recreates an env_dir that another env name set up."""
+    config = tox_config()
+    assert config["tox"]["env_list"].replace(",", " ").split() == ["lint", "keras", "oldest"]
+    assert not [section for section in config.sections() if "env_dir" in config[section]]
+    assert "tox run -e keras-nightly" in (ROOT / "README.md").read_text()
+
+
+def test_every_runtime_runs_the_tests_the_examples_and_its_peer_suite():
+    """The README's main job runs in CI: the examples, on each runtime; and a peer's suite
+    (Keras' own tests where the wheel ships them, the user patterns everywhere)."""
+    commands = keras_env_commands()
+    for runtime, prefix in RUNTIMES.items():
+        assert f"{prefix} pytest tests/ -n 2 -p no:randomly {{posargs}}" in commands, runtime
+        assert f"{prefix} pytest examples/ -p no:randomly -q" in commands, runtime
+        peer = [c for c in commands if c.startswith(f"{prefix} python peer/run.py ")]
+        suites = ["keras", "patterns"] if runtime != "tf_keras" else ["patterns"]
+        assert [c.split()[4] for c in peer] == suites, runtime
+
+
+def test_the_loading_variants_run_the_tests_that_depend_on_loading():
+    commands = keras_env_commands()
+    noautoload = [c for c in commands if "PYTEST_DISABLE_PLUGIN_AUTOLOAD=1" in c]
+    norewrite = [c for c in commands if "--assert=plain" in c]
+    assert len(noautoload) == len(norewrite) == 1
+    assert "-p kerasfreeze -p xdist" in noautoload[0] and "-m sessions" in noautoload[0]
+    assert "-m sessions" in norewrite[0]
