@@ -372,5 +372,5 @@ def _slot_bytes(model: Any, index: ModelIndex, trains: set[int], selected: set[i
     if not positions:
         return 0
     idle = {p for i, p in positions.items() if i in selected and i not in trains}
-    slots = [s[i] for s in tracing.optimizer_slots(optimizer) for i in idle]
+    slots = [s[i] for s in tracing.optimizer_slots(optimizer) for i in idle if s[i] is not None]
     return index.flavor.total_nbytes(slots) if slots else 0

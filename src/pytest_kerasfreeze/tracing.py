@@ -114,22 +114,32 @@ def optimizer_size(optimizer: Any) -> int:
     return len(built)
 
 
-def optimizer_slots(optimizer: Any) -> list[list[Any]]:
-    """The optimizer's slot lists (momenta, velocities, EMA copies): lists of variables
-    aligned with the variables it was built for (slot ``i`` belongs to variable ``i``)."""
+def slot_lists(optimizer: Any) -> list[tuple[str, list[Any]]]:
+    """The optimizer's slot lists, by name (``"momentums"``, ``"velocities"``, Adafactor's
+    ``"r"``/``"c"``/``"v"``, the EMA copies of ``use_ema``, gradient accumulators): lists
+    of variables aligned with the variables it was built for (slot ``i`` belongs to
+    variable ``i``; ``None`` where a kind of state does not apply to that variable)."""
     n = optimizer_size(optimizer)
     if not n:
         return []
-    slots = []
-    for value in list(vars(optimizer).values()):
+    built = getattr(optimizer, "_trainable_variables", None)
+    found = []
+    for name, value in list(vars(optimizer).items()):
         if (
             isinstance(value, list)
             and len(value) == n
-            and value is not getattr(optimizer, "_trainable_variables", None)
-            and all(hasattr(v, "shape") and hasattr(v, "dtype") for v in value)
+            and value is not built
+            and name != "_variables"
+            and any(v is not None for v in value)
+            and all(v is None or (hasattr(v, "shape") and hasattr(v, "dtype")) for v in value)
         ):
-            slots.append(value)
-    return slots
+            found.append((name.lstrip("_"), value))
+    return found
+
+
+def optimizer_slots(optimizer: Any) -> list[list[Any]]:
+    """The optimizer's slot lists (:func:`slot_lists` without their names)."""
+    return [values for _, values in slot_lists(optimizer)]
 
 
 def tf_resource_variable() -> type | None:
@@ -325,38 +335,21 @@ def classify_assign(frame: Any) -> tuple[AssignKind, str] | None:
 
 def weight_slots(optimizer: Any, weights: list[Any]) -> dict[int, list[tuple[str, Any]]]:
     """The state an optimizer keeps for each of ``weights`` (id -> ``[(slot name, slot
-    variable)]``), read from its own bookkeeping: Keras 3 and tf_keras index the
-    variables they were built for (``_trainable_variables_indices`` / ``_index_dict``)
-    and keep each kind of state as a list in that order (``_momentums``,
-    ``_velocities``, Adafactor's ``_r``/``_c``/``_v``, the EMA copies of ``use_ema``,
-    the accumulators of ``gradient_accumulation_steps``); tf_keras' legacy optimizers
-    answer ``get_slot``. A ``LossScaleOptimizer`` keeps its state in its inner optimizer.
-    Empty before the optimizer is built."""
+    variable)]``), through its own bookkeeping: the positions of the variables it was
+    built for (:func:`optimizer_positions`) in its slot lists (:func:`slot_lists`);
+    tf_keras' legacy optimizers answer ``get_slot``. A ``LossScaleOptimizer`` keeps its
+    state in its inner optimizer. Empty before the optimizer is built."""
     inner = getattr(optimizer, "inner_optimizer", None)
     if inner is not None:
         optimizer = inner
     found: dict[int, list[tuple[str, Any]]] = {}
-    indices = getattr(optimizer, "_trainable_variables_indices", None)
-    if indices is None:
-        indices = getattr(optimizer, "_index_dict", None)
-    var_key = getattr(optimizer, "_var_key", None)
-    if isinstance(indices, dict) and indices and callable(var_key):
-        size = len(indices)
-        lists = [
-            (name.lstrip("_"), value)
-            for name, value in vars(optimizer).items()
-            if isinstance(value, list)
-            and len(value) == size
-            and name not in ("_trainable_variables", "_variables")
-            and any(hasattr(v, "assign") for v in value)
-        ]
-        for weight in weights:
-            i = indices.get(var_key(weight))
-            if i is None:
-                continue
+    positions = optimizer_positions(optimizer, weights)
+    if positions:
+        lists = slot_lists(optimizer)
+        for var_id, i in positions.items():
             slots = [(name, values[i]) for name, values in lists if values[i] is not None]
             if slots:
-                found[id(weight)] = slots
+                found[var_id] = slots
         return found
     names = getattr(optimizer, "get_slot_names", None)
     if callable(names):  # tf_keras' legacy OptimizerV2
