@@ -172,3 +172,53 @@ def test_the_plugin_imports_the_lint_only_when_asked():
         if any((internal(n) or "").startswith("lint") for n in names)
     ]
     assert lint_imports and all(lint_imports)
+
+
+def _private_names_defined():
+    """``{_name: {module, ...}}`` for every private function, class and attribute the
+    package defines (``def _x``, ``class _X``, ``self._x = ...``, ``_X = ...``)."""
+    defined = {}
+    for path in MODULES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
+                names = [node.attr]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names = [node.target.id]
+            for name in names:
+                if name.startswith("_") and not name.startswith("__"):
+                    defined.setdefault(name, set()).add(module_name(path))
+    return defined
+
+
+def test_no_module_uses_another_modules_private_names():
+    """Objects keep their state to themselves (issue 21): a ``_name`` the package defines
+    is read or called only in the module that defines it (Keras' own private names, read
+    by the modules that know Keras, are not the package's)."""
+    defined = _private_names_defined()
+    crossing = []
+    for path in MODULES:
+        here = module_name(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            name = None
+            if isinstance(node, ast.Attribute) and not (
+                isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+            ):
+                name = node.attr
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "pytest_kerasfreeze"
+            ):
+                crossing += [
+                    f"{here}:{node.lineno} imports {a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
+            if name and name.startswith("_") and not name.startswith("__"):
+                owners = defined.get(name, set())
+                if owners and here not in owners:
+                    crossing.append(f"{here}:{node.lineno} uses {name} of {sorted(owners)}")
+    assert crossing == []

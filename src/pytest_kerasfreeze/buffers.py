@@ -81,7 +81,7 @@ def _is_torch(raw: Any) -> bool:
     return kind
 
 
-def _tf_read(raw: Any) -> Any:
+def tf_read(raw: Any) -> Any:
     """The variable's current buffer, as a tensor: one ``ReadVariableOp``, no copy.
 
     Called directly rather than through ``raw.value()``/``raw.numpy()``: those add an
@@ -95,11 +95,11 @@ def _tf_read(raw: Any) -> Any:
     return tensor
 
 
-def _tf_on_host(raw: Any) -> bool:
+def tf_on_host(raw: Any) -> bool:
     return "GPU" not in raw.handle.device and "TPU" not in raw.handle.device
 
 
-def _host_view(tensor: Any) -> np.ndarray:
+def host_view(tensor: Any) -> np.ndarray:
     """A read-only numpy view of a host tensor's buffer (``.numpy()`` would copy it);
     the view keeps the buffer alive."""
     array = np.asarray(tensor._numpy())  # an ndarray already, but for exotic scalars
@@ -146,7 +146,7 @@ def _sharded(raw: Any) -> list[Any] | None:
 def view(raw: Any) -> np.ndarray:
     """The value as numpy, without a copy where the backend allows."""
     if is_tf_resource(raw):
-        return _host_view(_tf_read(raw))  # the variable's buffer (a copy off the host)
+        return host_view(tf_read(raw))  # the variable's buffer (a copy off the host)
     if hasattr(raw, "detach"):  # torch
         raw = raw.detach().cpu()
         if str(raw.dtype) == "torch.bfloat16":
@@ -164,7 +164,7 @@ def view(raw: Any) -> np.ndarray:
 def to_numpy(raw: Any) -> np.ndarray:
     """A read-only numpy array of one backend value that nothing else will write into."""
     if is_tf_resource(raw):  # the read buffer: TensorFlow copies it before a write
-        return _host_view(_tf_read(raw))
+        return host_view(tf_read(raw))
     if hasattr(raw, "numpy") and not hasattr(raw, "detach"):
         return np.asarray(raw.numpy())  # a TensorFlow tensor: a fresh array already
     shards = _sharded(raw)
@@ -184,8 +184,8 @@ def capture(raw: Any) -> tuple[Any, float]:
     """What a snapshot keeps of a variable's raw value, and how far its replicas drift
     apart (the largest |replica - replica 0|; 0.0 for a value that is not distributed)."""
     if _plain_tf_variable(raw):  # the common TensorFlow case, without the probing
-        tensor = _tf_read(raw)
-        return (_host_view(tensor) if _tf_on_host(raw) else tensor), 0.0
+        tensor = tf_read(raw)
+        return (host_view(tensor) if tf_on_host(raw) else tensor), 0.0
     if _is_torch(raw):  # shares memory with the tensor the optimizer writes into
         array = np.array(view(raw), copy=True)
         array.setflags(write=False)
@@ -236,7 +236,7 @@ def unchanged(captured: Any, raw: Any) -> bool:
 def same_bits(captured: Any, raw: Any) -> bool:
     """Whether ``raw`` still holds exactly the captured bits (NaNs included)."""
     if not isinstance(captured, np.ndarray):
-        return _tf_same_bits(captured, _tf_read(raw))
+        return _tf_same_bits(captured, tf_read(raw))
     shards = None if _is_torch(raw) else _sharded(raw)
     if shards is not None:
         return tuple(raw.shape) == captured.shape and all(

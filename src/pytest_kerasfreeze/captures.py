@@ -178,20 +178,32 @@ class Capture:
             self._values = [buffers.materialize(c) for c in self._captured]
         return self._values
 
-    def _value(self, i: int) -> np.ndarray:
+    def known_since(self, before: Capture) -> tuple[set[int], dict[int, dict[str, Any]]]:
+        """What this capture found out against ``before`` while it was taken (when it was
+        retaken from it): the positions of the weights still bit-identical, and the exact
+        statistics of those it copied as they changed. Nothing for another capture."""
+        if self._since is not before:
+            return set(), {}
+        return self._same_as_since, self._stats_since
+
+    def kept(self, i: int) -> Any:
+        """What is kept of weight ``i``: its copy, or its digest."""
+        return self._captured[i]
+
+    def value(self, i: int) -> np.ndarray:
         self._require_values()
         if self._values is not None:
             return self._values[i]
         return buffers.materialize(self._captured[i])
 
-    def _shape(self, i: int) -> tuple[int, ...]:
+    def shape(self, i: int) -> tuple[int, ...]:
         captured = self._captured[i]
         if type(captured) is np.ndarray:
             shape: tuple[int, ...] = captured.shape  # already plain ints
             return shape
         return tuple(int(n) for n in captured.shape)
 
-    def _dtype(self, i: int) -> str:
+    def dtype(self, i: int) -> str:
         if self.mode == "digest":
             return str(self._captured[i].dtype)
         return buffers.dtype_name(self._captured[i])

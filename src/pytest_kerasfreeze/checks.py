@@ -121,12 +121,12 @@ class Watch:
 
     def _finish(self) -> None:
         """Fill the diff and say who moved each weight."""
-        self._open._fill(self._before.retake())
+        self._open.fill(self._before.retake())
         if self._window is not None:
             changes = self._open.changes
             moved = {id(v): c.moved for v, c in zip(self._before.variables, changes, strict=True)}
             window = self._window
-            self._open._attribute(window.close(moved), window.delays, window.gradients)
+            self._open.attribute(window.close(moved), window.delays, window.gradients)
             self._window = None
 
     def _abandon(self) -> None:
@@ -251,7 +251,7 @@ class FreezeCheck(Watch):
             found = [*found, slots_finding]
         slots = self._slots.changes(self._slots.retake()) if self._slots is not None else []
         try:
-            judged = filled._check(
+            judged = filled.check(
                 self.expect,
                 self.layers,
                 exclude=self.exclude,

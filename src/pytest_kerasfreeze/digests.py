@@ -133,9 +133,9 @@ def digest_raw(raw: Any, *, force_device_path: bool = False) -> Digest:
         first, *others = (digest_raw(p, force_device_path=force_device_path) for p in parts)
         return replace(first, replicas_differ=any(o.hash != first.hash for o in others))
     if buffers.is_tf_resource(raw):  # its current buffer, as a tensor (no copy)
-        tensor, on_host = buffers._tf_read(raw), buffers._tf_on_host(raw)
+        tensor, on_host = buffers.tf_read(raw), buffers.tf_on_host(raw)
         if on_host and not force_device_path:
-            return _host_digest(buffers._host_view(tensor))
+            return _host_digest(buffers.host_view(tensor))
         return _device_digest(tensor)
     if force_device_path or _on_accelerator(raw):
         return _device_digest(raw)
@@ -144,7 +144,7 @@ def digest_raw(raw: Any, *, force_device_path: bool = False) -> Digest:
     if hasattr(raw, "sharding"):  # JAX
         return _jax_digest(raw)
     if hasattr(raw, "_numpy"):  # a TensorFlow tensor on the host: a view of its buffer
-        return _host_digest(buffers._host_view(raw))
+        return _host_digest(buffers.host_view(raw))
     return _host_digest(np.asarray(raw))
 
 

@@ -182,12 +182,12 @@ class FreezeGuard:
         failures = []
         for expect, selectors in plan:
             try:
-                diff._check(expect, selectors, exclude=self.exclude, allow=self.allow,
+                diff.check(expect, selectors, exclude=self.exclude, allow=self.allow,
                             atol=self.atol, rtol=self.rtol, source="guard",
                             label=self._label(), call=when)  # fmt: skip
             except FreezeAssertionError as err:
                 failures.append(str(err))
-        diff._release_values(keep_before=True)  # a result keeps figures; the start stays
+        diff.release_values(keep_before=True)  # a result keeps figures; the start stays
         result = GuardCheck(self._epoch, step, not failures, diff, "\n\n".join(failures) or None)
         self.results.append(result)
         if result.failure is not None:

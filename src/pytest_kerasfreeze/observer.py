@@ -296,9 +296,9 @@ class TestObserver:
             return result
         diff = WeightDiff(before, before.retake())
         moved = {id(v): c.moved for v, c in zip(before.variables, diff.changes, strict=True)}
-        diff._attribute(window.close(moved), window.delays, window.gradients)
+        diff.attribute(window.close(moved), window.delays, window.gradients)
         try:
-            found = merge(found, diff._diagnose())
+            found = merge(found, diff.diagnose())
             for finding in found:
                 self.context.add_finding(model, finding)
             self._check_markers(
@@ -307,7 +307,7 @@ class TestObserver:
         finally:
             if tracker is not None:
                 self._record(tracker, model, method, diff, found)
-            diff._release_values()  # a record keeps the figures, never the values
+            diff.release_values()  # a record keeps the figures, never the values
         return result
 
     def _mode_checks(self, model: Any) -> list[tuple[MarkerSpec, InferenceModeCheck]]:
@@ -404,7 +404,7 @@ class TestObserver:
             # holds is matched by name on this one
             by = None if spec.by is None else tracing.resolve_by(model, spec.by, strict=False)
             try:
-                diff._check(spec.kind, selected, exclude=spec.exclude, allow=spec.allow,
+                diff.check(spec.kind, selected, exclude=spec.exclude, allow=spec.allow,
                             by=by, atol=spec.atol, rtol=spec.rtol, source="marker",
                             label=spec.label, call=where, findings=found,
                             predicted=predicted)  # fmt: skip

@@ -63,10 +63,10 @@ class WeightDiff:
         self._gradients: dict[int, str] = {}
         self._attributed = False  # whether moved_by was filled (a watched interval)
         if after is not None:
-            self._fill(after)
+            self.fill(after)
 
     # -- building ------------------------------------------------------------------
-    def _fill(self, after: Capture) -> None:
+    def fill(self, after: Capture) -> None:
         before = self._require_before()
         if after.model is not before.model or [id(v) for v in after.variables] != [
             id(v) for v in before.variables
@@ -82,11 +82,12 @@ class WeightDiff:
 
     def _compute(self, atol: float, rtol: float) -> list[WeightChange]:
         before, after = self._require_before(), self._filled()
-        index = before._index
+        index = before.index
         # weights the 'after' capture found bit-identical need no comparison at all
-        same = after._same_as_since if after._since is before else set()
+        same, known = after.known_since(before)
         exact = atol == 0.0 and rtol == 0.0
-        known = after._stats_since if after._since is before and exact else {}
+        if not exact:
+            known = {}
         out = []
         digest = before.mode == "digest"
         if digest and not exact:
@@ -96,15 +97,15 @@ class WeightDiff:
             if i in same:
                 stats = buffers.UNMOVED
             elif digest:
-                stats = digest_stats(before._captured[i], after._captured[i])
+                stats = digest_stats(before.kept(i), after.kept(i))
             elif i in known:  # computed while the 'after' capture copied the weight
                 stats = known[i]
             else:
-                stats = buffers.compare(before._value(i), after._value(i), atol, rtol)
+                stats = buffers.compare(before.value(i), after.value(i), atol, rtol)
             out.append(
                 WeightChange.make(
                     path=info.path, layer=info.layer, owners=tuple(info.owners),
-                    shape=before._shape(i), dtype=before._dtype(i), trainable=trainable,
+                    shape=before.shape(i), dtype=before.dtype(i), trainable=trainable,
                     declared_trainable=info.declared_trainable,
                     own_trainable=True if i in after.own_trainable else None, **stats,
                 )
@@ -116,7 +117,7 @@ class WeightDiff:
             raise RuntimeError(errors.diff_still_empty())
         return self._after
 
-    def _attribute(
+    def attribute(
         self,
         movers: Mapping[int, tuple[Mover, ...]],
         delays: Sequence[tuple[str, str, Any]] = (),
@@ -136,7 +137,7 @@ class WeightDiff:
             for v, c in zip(variables, self._changes, strict=True)
         ]
 
-    def _release_values(self, keep_before: bool = False) -> None:
+    def release_values(self, keep_before: bool = False) -> None:
         """Drop the kept values (the figures stay): what a training record keeps."""
         if not keep_before:
             self._require_before().release()
@@ -166,7 +167,7 @@ class WeightDiff:
         if not layers and not excluded:
             return list(self._changes)
         before = self._require_before()
-        index = before._index
+        index = before.index
         wanted = {id(v) for v in index.select(layers, excluded)}
         watched = {id(v) for v in before.variables}
         if layers and not wanted & watched and not excluded:
@@ -199,7 +200,7 @@ class WeightDiff:
         moved = {id(v) for v, c in zip(before.variables, self._changes, strict=True) if c.moved}
         watched = {id(v) for v in before.variables}
         counts: dict[str, tuple[int, int]] = {}
-        for path, ids in before._index.node_weights().items():
+        for path, ids in before.index.node_weights().items():
             held = ids & watched
             if held:
                 counts[path] = (len(held & moved), len(held))
@@ -215,7 +216,7 @@ class WeightDiff:
             raise ValueError(errors.values_not_kept(self.model_name, atol, rtol))
         judged = WeightDiff(self._before, after, atol=atol, rtol=rtol)
         if self._attributed:
-            judged._attribute(self._movers, self._delays, self._gradients)
+            judged.attribute(self._movers, self._delays, self._gradients)
         return judged
 
     def nonfinite_counts(self, changes: Sequence[WeightChange]) -> dict[str, int]:
@@ -224,10 +225,10 @@ class WeightDiff:
         before, after = self._require_before(), self._filled()
         if after.released or after.mode == "digest":
             return {}
-        position = {before._index.info[id(v)].path: i for i, v in enumerate(before.variables)}
+        position = {before.index.info[id(v)].path: i for i, v in enumerate(before.variables)}
         counts = {}
         for change in changes:
-            bad = buffers.nonfinite_count(after._value(position[change.path]))
+            bad = buffers.nonfinite_count(after.value(position[change.path]))
             if bad:
                 counts[change.path] = bad
         return counts
@@ -251,7 +252,7 @@ class WeightDiff:
             d.assert_frozen("discriminator", by="g_optimizer")
         """
         __tracebackhide__ = True
-        return self._check("frozen", layers, exclude=exclude, atol=atol, rtol=rtol, by=by,
+        return self.check("frozen", layers, exclude=exclude, atol=atol, rtol=rtol, by=by,
                            source="diff", label="WeightDiff.assert_frozen")  # fmt: skip
 
     def assert_trains(
@@ -260,7 +261,7 @@ class WeightDiff:
         """Raise :class:`FreezeAssertionError` unless every declared-trainable weight of
         the selection (all watched weights if none) moved."""
         __tracebackhide__ = True
-        return self._check("trains", layers, exclude=exclude, atol=atol, rtol=rtol,
+        return self.check("trains", layers, exclude=exclude, atol=atol, rtol=rtol,
                            source="diff", label="WeightDiff.assert_trains")  # fmt: skip
 
     def assert_trains_only(
@@ -280,12 +281,12 @@ class WeightDiff:
             d.assert_trains_only("head", "*/lora_kernel_*", allow="*/moving_*")
         """
         __tracebackhide__ = True
-        return self._check(
+        return self.check(
             "trains_only", layers, exclude=exclude, allow=allow, atol=atol, rtol=rtol,
             source="diff", label="WeightDiff.assert_trains_only",
         )  # fmt: skip
 
-    def _check(
+    def check(
         self,
         expect: Expect,
         layers: Selectors,
@@ -339,7 +340,7 @@ class WeightDiff:
             raise ValueError(errors.no_declared_trainable(label, target, self.model_name))
         allowed: set[str] = set()
         if expect == "trains_only":
-            index = self._require_before()._index
+            index = self._require_before().index
             allowed = {index.info[id(v)].path for v in index.select_optional(allow)}
         halves = verdicts.halves(expect, selected, judged.changes, allowed, by)
         failed = [h for h in halves if h[1]]
@@ -357,7 +358,7 @@ class WeightDiff:
         if not failed:
             result.figures = figures
             return judged, result, None
-        diagnosis = judged._diagnose(findings)
+        diagnosis = judged.diagnose(findings)
         nonfinite = {}
         stuck = [c for what, bad, _ in failed if what == "did not move" for c in bad]
         if stuck:
@@ -396,7 +397,7 @@ class WeightDiff:
                         return OptimizerRef(mover.name, ref.ident)
         return ref
 
-    def _diagnose(self, findings: Sequence[Finding] = ()) -> list[Finding]:
+    def diagnose(self, findings: Sequence[Finding] = ()) -> list[Finding]:
         """``findings`` plus what this diff shows: weights shared through another
         container (from the provenance its captures carry), flags that disagree with
         what moved, NaN values, drifting replicas."""
@@ -410,7 +411,7 @@ class WeightDiff:
         ]  # fmt: skip
         return merge(
             list(findings),
-            shared_findings(before._index, provenance),
+            shared_findings(before.index, provenance),
             reality_findings(
                 self.model_name,
                 changes,
@@ -419,7 +420,7 @@ class WeightDiff:
                 self._gradient_by_path(),
                 self._delays,
             ),
-            frozen_parent_findings(before._index, changes, provenance),
+            frozen_parent_findings(before.index, changes, provenance),
             replica_findings(self.model_name, changes, after.drift),
             two_optimizer_findings(self.model_name, changes),
         )
@@ -427,9 +428,9 @@ class WeightDiff:
     def _gradient_by_path(self) -> dict[str, str]:
         before = self._require_before()
         return {
-            before._index.info[var_id].path: kind
+            before.index.info[var_id].path: kind
             for var_id, kind in self._gradients.items()
-            if var_id in before._index.info
+            if var_id in before.index.info
         }
 
     def findings(self) -> list[Finding]:
@@ -441,7 +442,7 @@ class WeightDiff:
 
             assert [f.kind for f in d.findings()] == []
         """
-        return self._diagnose()
+        return self.diagnose()
 
     # -- output --------------------------------------------------------------------
     def report(self) -> str:
@@ -450,7 +451,7 @@ class WeightDiff:
         text = reports.diff_report(self.model_name, self.changes, self.by_submodel(),
                                    self.atol, self.rtol,
                                    self._require_before().mode == "digest")  # fmt: skip
-        return "\n".join([text, *reports.findings_lines(self._diagnose())])
+        return "\n".join([text, *reports.findings_lines(self.diagnose())])
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable form of the diff."""
@@ -459,7 +460,7 @@ class WeightDiff:
     def figures(self) -> DiffFigures:
         """The figures of this diff (no values): what pictures and HTML tables draw."""
         return DiffFigures(self.model_name, tuple(self.changes), self.by_submodel(),
-                           tuple(self._diagnose()))  # fmt: skip
+                           tuple(self.diagnose()))  # fmt: skip
 
     def plot(self, *, title: str | None = None) -> Any:
         """A matplotlib ``Figure``: one bar per sub-model and layer, the share of its
