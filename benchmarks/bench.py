@@ -266,7 +266,8 @@ SCALE_PROBE = """
 import os, sys, json, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras, numpy as np
-from pytest_kerasfreeze import snapshot, memory
+from pytest_kerasfreeze import snapshot
+from pytest_kerasfreeze._keras import memory
 
 def status(field):
     return [int(line.split()[1]) * 1024 for line in open("/proc/self/status")
@@ -393,7 +394,7 @@ def bench_marker(args, results):
     import numpy as np
 
     from pytest_kerasfreeze.markers import parse_marker
-    from pytest_kerasfreeze.observer import TestObserver
+    from pytest_kerasfreeze.session import TestObserver
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(320, 16, 16, 3)).astype("float32")
@@ -501,7 +502,7 @@ def bench_inference_mode(args, results):
     import numpy as np
 
     from pytest_kerasfreeze.markers import parse_marker
-    from pytest_kerasfreeze.observer import TestObserver
+    from pytest_kerasfreeze.session import TestObserver
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(320, 16, 16, 3)).astype("float32")
@@ -599,7 +600,7 @@ import os, sys, json, gc
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras, numpy as np
 from pytest_kerasfreeze import WeightTracker
-from pytest_kerasfreeze.observer import TestObserver
+from pytest_kerasfreeze.session import TestObserver
 
 try:  # glibc: give freed heap pages back first, so that RSS counts what is alive
     import ctypes

@@ -1,0 +1,3 @@
+"""The only code that reads Keras or backend internals or patches them: flavors (one
+answer per Keras), interception (the patches), tracing (what an optimizer applied),
+buffers and digests (reading and hashing weights where they live), memory."""
