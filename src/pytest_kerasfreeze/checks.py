@@ -311,8 +311,9 @@ class FreezeCheck(Watch):
         return judged
 
     def _trainable_now(self) -> list[int]:
-        index = self._index
-        return [id(v) for v in index.flavor.trainable_weights(index.model)]
+        index = self._index  # Keras' rule, on the weights in hand: no walk of the tree
+        now = index.flavor.trainable_now(index.model, index.variables)
+        return [id(v) for v, on in zip(index.variables, now, strict=True) if on]
 
     def run_fit(self, x: Any, y: Any, fit_kwargs: dict[str, Any]) -> WeightDiff:
         """Snapshot, ``model.fit(x, y, verbose=0, **fit_kwargs)``, snapshot, judge."""
