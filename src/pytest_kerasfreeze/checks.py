@@ -17,7 +17,7 @@ from pytest_kerasfreeze import context
 from pytest_kerasfreeze._keras import tracing
 from pytest_kerasfreeze.engine.arguments import as_selectors, check_tolerances
 from pytest_kerasfreeze.engine.attribution import Window
-from pytest_kerasfreeze.engine.captures import Mode
+from pytest_kerasfreeze.engine.captures import Mode, resolve
 from pytest_kerasfreeze.engine.messages import errors
 from pytest_kerasfreeze.engine.messages import explain as words
 from pytest_kerasfreeze.engine.optimizer_state import SlotSnapshot, frozen_slots_finding
@@ -28,11 +28,17 @@ from pytest_kerasfreeze.engine.weightdiff import WeightDiff
 from pytest_kerasfreeze.exceptions import FreezeAssertionError
 
 
-def _taking(model: Any, layers: Sequence[Any], exclude: Any, mode: Mode | None) -> Snapshot:
-    """A snapshot with the test's context and its default mode (``kerasfreeze_mode``)."""
+def _defaults(mode: Mode | None) -> tuple[context.TestContext | None, Mode, int | None]:
+    """The test's context, the mode (``kerasfreeze_mode`` when not given) and the
+    ``kerasfreeze_digest_above`` threshold a snapshot taken now is taken with."""
     ctx = context.current()
     chosen: Mode = mode or (ctx.mode if ctx is not None else "auto")
-    above = ctx.digest_above if ctx is not None else None
+    return ctx, chosen, ctx.digest_above if ctx is not None else None
+
+
+def _taking(model: Any, layers: Sequence[Any], exclude: Any, mode: Mode | None) -> Snapshot:
+    """A snapshot with the test's context and its default mode (``kerasfreeze_mode``)."""
+    ctx, chosen, above = _defaults(mode)
     return take(model, layers, exclude, observations=ctx, mode=chosen, digest_above=above)
 
 
@@ -102,18 +108,35 @@ class Watch:
         self.layers = tuple(layers)
         self.exclude = as_selectors(exclude)
         self.atol, self.rtol = check_tolerances(atol, rtol)
-        # Resolve the selectors now, so a typo fails before any training.
-        self._before = _taking(model, self.layers, self.exclude, mode)
-        if self._before.mode == "digest" and (self.atol or self.rtol):
+        # Resolve the selectors and the mode now, so a typo fails before any training;
+        # the values are read once, on entry: code between creating the watch and
+        # `with` must not count.
+        ctx, chosen, above = _defaults(mode)
+        self._observations = ctx
+        self._watched = (self.layers, self.exclude)  # what the snapshots say they hold
+        self._index, self._variables, self._mode = resolve(
+            model, self.layers, self.exclude, chosen, above
+        )
+        if self._mode == "digest" and (self.atol or self.rtol):
             raise ValueError(errors.digest_has_no_values(str(model.name)))
-        self._open = WeightDiff(self._before, atol=self.atol, rtol=self.rtol)
+        self._before: Snapshot | None = None
+        self._open = WeightDiff(None, atol=self.atol, rtol=self.rtol)
         self.diff: WeightDiff | None = self._open
         self._mark = 0
         self._window: Window | None = None
 
+    def _snapshot(self) -> Snapshot:
+        """The selection's values now (the only place a watch reads them first)."""
+        return Snapshot(
+            self._index,
+            self._variables,
+            *self._watched,
+            observations=self._observations,
+            mode=self._mode,
+        )
+
     def _start(self) -> None:
-        # Snapshot again on entry: code between creating the watch and `with` must not count.
-        self._before = self._before.retake()
+        self._before = self._snapshot()
         self._open = WeightDiff(self._before, atol=self.atol, rtol=self.rtol)
         ctx = context.current()
         self._mark = ctx.mark() if ctx is not None else 0
@@ -122,10 +145,12 @@ class Watch:
 
     def _finish(self) -> None:
         """Fill the diff and say who moved each weight."""
-        self._open.fill(self._before.retake())
+        before = self._before
+        assert before is not None, "a watch is finished after it started"
+        self._open.fill(before.retake())
         if self._window is not None:
             changes = self._open.changes
-            moved = {id(v): c.moved for v, c in zip(self._before.variables, changes, strict=True)}
+            moved = {id(v): c.moved for v, c in zip(before.variables, changes, strict=True)}
             window = self._window
             self._open.attribute(window.close(moved), window.delays, window.gradients)
             self._window = None
@@ -194,24 +219,24 @@ class FreezeCheck(Watch):
         self._by = None if by is None else tracing.resolve_by(model, by)
         if expect == "trains_only":  # the other half is "nothing else moves": watch it all
             super().__init__(model, (), atol=atol, rtol=rtol, mode=mode)
-            self._before.index.select(layers, as_selectors(exclude))  # typos fail now
             self.layers, self.exclude = tuple(layers), as_selectors(exclude)
+            # typos fail now
+            self._selected = self._index.select(self.layers, self.exclude)
         else:
             super().__init__(model, layers, exclude=exclude, atol=atol, rtol=rtol, mode=mode)
+            self._selected = self._variables
         self.diff = None  # the judged diff, once a block passed
         self._predicted: dict[str, tuple[bool, str]] | None = None
         self.expect = expect
         self.allow = as_selectors(allow)
         if self.allow:  # resolve now: a typo fails before any training
-            self._before.index.select_optional(self.allow)
-        selected = self._before.index.select(self.layers, self.exclude)
-        if expect != "frozen" and not any(
-            self._before.index.info[id(v)].declared_trainable for v in selected
-        ):
+            self._index.select_optional(self.allow)
+        info = self._index.info
+        if expect != "frozen" and not any(info[id(v)].declared_trainable for v in self._selected):
             raise ValueError(
                 errors.no_declared_trainable(
                     f"assert_{expect}",
-                    self._before.index.describe(self.layers, self.exclude),
+                    self._index.describe(self.layers, self.exclude),
                     str(model.name),
                 )
             )
@@ -219,11 +244,11 @@ class FreezeCheck(Watch):
     def _start(self) -> None:
         # what the plan foresees for the call to come: its *why*s go into a failure
         ctx = context.current()
-        self._predicted = foresee(self.model, ctx.provenance if ctx is not None else None)
+        provenance = ctx.provenance if ctx is not None else None
+        self._predicted = foresee(self.model, provenance, self._index)
         super()._start()
         if self.optimizer_state:  # the slots of the selected weights, hashed now
-            index = self._before.index
-            self._slots = SlotSnapshot(index, index.select(self.layers, self.exclude))
+            self._slots = SlotSnapshot(self._index, self._selected)
 
     def __enter__(self) -> FreezeCheck:
         self._start()
@@ -249,7 +274,7 @@ class FreezeCheck(Watch):
         ctx = context.current()
         # what the diagnosis found on the training calls made on this model meanwhile
         found = ctx.findings_for(self.model, self._mark) if ctx is not None else []
-        slots_finding = frozen_slots_finding(self._before.index, set(self._trainable_now()))
+        slots_finding = frozen_slots_finding(self._index, set(self._trainable_now()))
         if slots_finding is not None:
             found = [*found, slots_finding]
         slots = self._slots.changes(self._slots.retake()) if self._slots is not None else []
@@ -286,8 +311,9 @@ class FreezeCheck(Watch):
         return judged
 
     def _trainable_now(self) -> list[int]:
-        index = self._before.index
-        return [id(v) for v in index.flavor.trainable_weights(index.model)]
+        index = self._index  # Keras' rule, on the weights in hand: no walk of the tree
+        now = index.flavor.trainable_now(index.model, index.variables)
+        return [id(v) for v, on in zip(index.variables, now, strict=True) if on]
 
     def run_fit(self, x: Any, y: Any, fit_kwargs: dict[str, Any]) -> WeightDiff:
         """Snapshot, ``model.fit(x, y, verbose=0, **fit_kwargs)``, snapshot, judge."""

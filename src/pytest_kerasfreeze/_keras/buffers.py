@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 BLOCK = 1 << 16  # elements per block: worked on while it is still in the CPU cache
+SMALL = 1 << 12  # bytes below which two arrays are compared as bytes, in one call
 
 UNMOVED: dict[str, Any] = dict(
     moved=False,
@@ -190,6 +191,10 @@ def capture(raw: Any) -> tuple[Any, float]:
         array = np.array(view(raw), copy=True)
         array.setflags(write=False)
         return array, 0.0
+    if _on_one_device(raw):  # the common JAX case: one copy, without the probing
+        array = np.array(raw)  # JAX donates its buffers to the next training step
+        array.setflags(write=False)
+        return array, 0.0
     parts = replicas(raw)
     if not parts:
         return to_numpy(raw), 0.0
@@ -198,17 +203,33 @@ def capture(raw: Any) -> tuple[Any, float]:
 
 
 _IMMUTABLE: dict[type, bool] = {}  # {class: its arrays are immutable (JAX)}
+_ONE_DEVICE: dict[type, bool] = {}  # {sharding class: it puts an array on one device}
+
+
+def _is_jax(raw: Any) -> bool:
+    cls = type(raw)
+    immutable = _IMMUTABLE.get(cls)
+    if immutable is None:
+        immutable = _IMMUTABLE[cls] = cls.__module__.split(".", 1)[0] in ("jaxlib", "jax")
+    return immutable
+
+
+def _on_one_device(raw: Any) -> bool:
+    """A JAX array held whole by one device (neither replicated nor sharded)."""
+    if not _is_jax(raw):
+        return False
+    cls = type(getattr(raw, "sharding", None))
+    one = _ONE_DEVICE.get(cls)
+    if one is None:
+        one = _ONE_DEVICE[cls] = cls.__name__ == "SingleDeviceSharding"
+    return one
 
 
 def source_ref(raw: Any) -> Any:
     """A weak reference to ``raw`` where it is an immutable array (JAX): holding the same
     object later means holding the same bits. ``None`` for values written in place
     (torch tensors, TensorFlow variables)."""
-    cls = type(raw)
-    immutable = _IMMUTABLE.get(cls)
-    if immutable is None:
-        immutable = _IMMUTABLE[cls] = cls.__module__.split(".", 1)[0] in ("jaxlib", "jax")
-    if not immutable:
+    if not _is_jax(raw):
         return None
     try:
         return weakref.ref(raw)
@@ -290,6 +311,8 @@ def equal_bits(a: np.ndarray, b: np.ndarray) -> bool:
     same_buffer = a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
     if same_buffer and a.strides == b.strides:
         return True  # one buffer: on TensorFlow, a variable nothing wrote since the read
+    if a.nbytes <= SMALL:  # most weights of a large model: their bytes, C order
+        return a.tobytes() == b.tobytes()
     a, b = bit_view(a).reshape(-1), bit_view(b).reshape(-1)
     for start in range(0, a.size, BLOCK):
         if not np.array_equal(a[start : start + BLOCK], b[start : start + BLOCK]):

@@ -110,6 +110,13 @@ class Flavor:
             # is not built yet; what its layers already hold is still its weights.
             return unique(v for sub in self.subtree(layer) for v in self.own_variables(sub))
 
+    def tree_weights(self, layer: Any, nodes: Sequence[LayerNode]) -> tuple[list[Any], bool]:
+        """:meth:`weights` of ``layer`` whose tree ``nodes`` (:func:`walk`) the caller
+        has walked already, and whether each node's weights are its own variables and
+        its children's (Keras' own rule, where no class of the tree has a rule of its
+        own: then a node's weights can be read off the tree, with no call into Keras)."""
+        return self.weights(layer), False
+
     def trainable_weights(self, layer: Any) -> list[Any]:
         """The weights a fresh ``compile()`` would train, after every flag is applied."""
         try:
@@ -186,6 +193,24 @@ class Keras3(Flavor):
 
     def short_name(self, variable: Any) -> str:
         return str(variable.name)
+
+    def tree_weights(self, layer: Any, nodes: Sequence[LayerNode]) -> tuple[list[Any], bool]:
+        # Keras 3's Layer.weights: the layer's own trainable then non-trainable variables,
+        # then each sublayer's weights, depth first, each variable once: the walk's order.
+        # Read off the walk, it saves a second recursion through Keras' properties.
+        base: Any = _keras3_layer_class(layer)
+        rule = base.weights
+        layers = [layer, *(node.layer for node in nodes)]
+        if any(type(sub).weights is not rule for sub in layers):
+            return self.weights(layer), False
+        out: list[Any] = []
+        seen: set[int] = set()
+        for sub in layers:
+            for variable in (*sub._trainable_variables, *sub._non_trainable_variables):
+                if id(variable) not in seen:
+                    seen.add(id(variable))
+                    out.append(variable)
+        return out, True
 
     def nbytes(self, variable: Any) -> int:
         return self.total_nbytes((variable,))

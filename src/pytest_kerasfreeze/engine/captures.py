@@ -22,6 +22,7 @@ import numpy as np
 
 from pytest_kerasfreeze._keras import buffers, digests, memory
 from pytest_kerasfreeze.engine.messages import errors
+from pytest_kerasfreeze.engine.pauses import paused_gc
 from pytest_kerasfreeze.engine.provenance import Provenance
 from pytest_kerasfreeze.engine.results import CheckResult
 from pytest_kerasfreeze.engine.selection import ModelIndex
@@ -71,7 +72,6 @@ class Capture:
         self.selectors = tuple(selectors)
         self.exclude = tuple(exclude)
         self.observations = observations
-        flavor = index.flavor
         # What is kept of each variable (a backend buffer or a numpy copy: buffers.capture)
         self._captured: list[Any] = []
         # Indexes of the weights known bit-identical to the snapshot ``_since`` (shared).
@@ -85,6 +85,19 @@ class Capture:
         # A weak reference to each immutable backend array captured (JAX): a variable that
         # still holds that very array holds the same bits, with no byte to compare.
         self._sources: list[Any] = []
+        self._values: list[np.ndarray] | None = None
+        # Whether a fresh compile() would train each weight now; the positions of those
+        # whose own flags say trainable under a frozen parent.
+        self.trainable: list[bool] = []
+        self.own_trainable: set[int] = set()
+        with paused_gc():  # a few objects per weight, no cycle: see engine.pauses
+            self._read(_since)
+        self.released = False
+
+    def _read(self, _since: Capture | None) -> None:
+        """Capture every variable (retaking from ``_since``, when given)."""
+        index, mode = self._index, self.mode
+        flavor = index.flavor
         # The loop below runs once per weight (thousands in a real model): names local.
         raw_of, captured_list, sources, same = (
             flavor.raw,
@@ -99,11 +112,21 @@ class Capture:
         for i, variable in enumerate(self.variables):
             raw = raw_of(variable)
             if mode == "digest":  # a hash and a norm, where the value lives
-                captured = digests.digest_raw(raw)
+                previous = since_captured[i] if _since is not None else None
+                if (
+                    previous is not None
+                    and (source := since_sources[i]) is not None
+                    and (source() is raw)
+                ):
+                    captured = previous  # the very same immutable array (JAX): same bits
+                else:  # rehashed; the norm is reused where the bits are the same
+                    captured = digests.digest_raw(raw, since=previous)
                 spread = math.inf if captured.replicas_differ else 0.0
-                if _since is not None and digests.same(since_captured[i], captured):
+                if previous is not None and (
+                    captured is previous or digests.same(previous, captured)
+                ):
                     same.add(i)
-                sources.append(None)
+                sources.append(source_ref(raw))
                 captured_list.append(captured)
                 if spread:
                     self.drift[i] = spread
@@ -121,7 +144,6 @@ class Capture:
             captured_list.append(captured)
             if spread:
                 self.drift[i] = spread
-        self._values: list[np.ndarray] | None = None
         self.trainable = flavor.trainable_now(index.model, self.variables)
         # positions whose own flags say trainable under a frozen parent (few: read only
         # for weights that are frozen now)
@@ -134,7 +156,6 @@ class Capture:
                 v, index.layer_at(info.layer_path) if info.layer_path else index.model
             )
         }
-        self.released = False
 
     def _copy_comparing(self, previous: Any, raw: Any) -> tuple[Any, float]:
         source = buffers.copy_source(raw)
@@ -263,12 +284,32 @@ def capture(
 
         before = capture(Capture, model, ["encoder"], exclude=["*/bias"], mode="digest")
     """
-    index = ModelIndex.of(model)
-    variables = index.select(selectors, exclude)
+    index, variables, chosen = resolve(model, selectors, exclude, mode, digest_above)
+    return cls(index, variables, selectors, exclude, observations=observations, mode=chosen)
+
+
+def resolve(
+    model: Any,
+    selectors: Sequence[Any] = (),
+    exclude: Sequence[Any] = (),
+    mode: Mode = "auto",
+    digest_above: int | None = None,
+) -> tuple[ModelIndex, list[Any], Literal["copy", "digest"]]:
+    """What :func:`capture` would capture, without reading a value: the model's index,
+    the selected variables and the mode. Bad input raises the same errors, so a check
+    can fail before any training and capture later, from this, once.
+
+    Example::
+
+        index, variables, mode = resolve(model, ["encoder"])
+        before = Capture(index, variables, ["encoder"], mode=mode)
+    """
+    with paused_gc():
+        index = ModelIndex.of(model)
+        variables = index.select(selectors, exclude)
     if not variables:
         raise ValueError(errors.selected_no_weights(index.describe(selectors, exclude), index.name))
-    chosen = resolve_mode(mode, index.flavor.total_nbytes(variables), digest_above)
-    return cls(index, variables, selectors, exclude, observations=observations, mode=chosen)
+    return index, variables, resolve_mode(mode, index.flavor.total_nbytes(variables), digest_above)
 
 
 def digest_stats(before: Any, after: Any) -> dict[str, Any]:

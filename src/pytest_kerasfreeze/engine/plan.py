@@ -19,7 +19,13 @@ from pytest_kerasfreeze.engine.findings import Finding
 from pytest_kerasfreeze.engine.messages import errors
 from pytest_kerasfreeze.engine.messages import plan as plan_text
 from pytest_kerasfreeze.engine.messages.reports import Expectation
-from pytest_kerasfreeze.engine.prediction import PlanEntry, Prediction, plan_entries
+from pytest_kerasfreeze.engine.prediction import (
+    PlanEntry,
+    Prediction,
+    foreseen,
+    plan_entries,
+    worth_explaining,
+)
 from pytest_kerasfreeze.engine.provenance import Provenance
 from pytest_kerasfreeze.engine.selection import ModelIndex
 from pytest_kerasfreeze.engine.verdicts import Breach
@@ -77,12 +83,7 @@ class TrainingPlan:
     def predictions(self) -> dict[str, tuple[bool, str]]:
         """``{path: (will_train, why)}`` for the weights of the model whose fate is not
         what their flag says, or depends on the Keras (the ones a failure should explain)."""
-        return {
-            e.path: (e.will_train, e.why)
-            for e in self._all.values()
-            if e.declared_trainable
-            and (e.will_train != e.flag or len(set(map(str, e.elsewhere.values()))) > 1)
-        }
+        return worth_explaining(list(self._all.values()))
 
     # -- checks judged on the prediction --------------------------------------------
     def assert_frozen(self, *layers: Any, exclude: Any = ()) -> TrainingPlan:
@@ -222,15 +223,18 @@ def predict(
     return TrainingPlan(index, entries, selected, prediction)
 
 
-def foresee(model: Any, provenance: Provenance | None) -> dict[str, tuple[bool, str]] | None:
+def foresee(
+    model: Any, provenance: Provenance | None, index: ModelIndex | None = None
+) -> dict[str, tuple[bool, str]] | None:
     """``{path: (will_train, why)}`` for every weight of ``model``, for the failure
     message of a check about to watch a call; ``None`` where no plan can be made.
+    ``index``: the model's index, when the check has made it already.
 
     Example::
 
         predicted = foresee(model, provenance)   # before model.fit(...)
     """
     try:
-        return predict(model, provenance=provenance).predictions()
+        return foreseen(model, provenance, index if index is not None else ModelIndex.of(model))
     except Exception:  # noqa: BLE001 - a plan that cannot be made must not break the check
         return None

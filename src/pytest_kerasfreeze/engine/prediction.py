@@ -27,7 +27,6 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import gc
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +43,7 @@ from pytest_kerasfreeze.engine.diagnosis import flag_changes, trap_changes, trap
 from pytest_kerasfreeze.engine.findings import Finding
 from pytest_kerasfreeze.engine.messages import errors
 from pytest_kerasfreeze.engine.messages import plan as plan_text
+from pytest_kerasfreeze.engine.pauses import paused_gc
 from pytest_kerasfreeze.engine.provenance import (
     Assignment,
     Provenance,
@@ -51,6 +51,7 @@ from pytest_kerasfreeze.engine.provenance import (
     current_state,
 )
 from pytest_kerasfreeze.engine.selection import ModelIndex
+from pytest_kerasfreeze.engine.sequences import unique
 from pytest_kerasfreeze.exceptions import LayerNotFoundError
 from pytest_kerasfreeze.traps import RUNTIMES, TRAP_SEMANTICS, Direction, Phase, Runtime
 
@@ -270,22 +271,19 @@ def plan_entries(
     layers: Sequence[Any] = (),
     exclude: Sequence[Any] = (),
     provenance: Provenance | None = None,
+    index: ModelIndex | None = None,
 ) -> tuple[ModelIndex, list[PlanEntry], set[int], Prediction]:
-    """The index, one entry per weight of the model (model order), the ids of the
-    selected ones, and the model-level prediction. ``provenance``: what was recorded
+    """The index (``index``, when the caller has made it already), one entry per
+    weight of the model (model order), the ids of the selected ones, and the
+    model-level prediction. ``provenance``: what was recorded
     (a test's, or :func:`~pytest_kerasfreeze.record`'s); without it, the model's own state
     is all there is, and ``set_at`` is ``None``. Bad input raises the helpers' errors.
 
     The garbage collector is paused meanwhile: a plan allocates a few objects per weight
     and makes no cycles, and on a 100,000-variable model the collections it would trigger
     (each walking every live object, the model's included) cost a third of the time."""
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        return _plan_entries(model, layers, exclude, provenance)
-    finally:
-        if paused:
-            gc.enable()
+    with paused_gc():
+        return _plan_entries(model, layers, exclude, provenance, index)
 
 
 def _plan_entries(
@@ -293,23 +291,97 @@ def _plan_entries(
     layers: Sequence[Any],
     exclude: Sequence[Any],
     provenance: Provenance | None,
+    index: ModelIndex | None = None,
 ) -> tuple[ModelIndex, list[PlanEntry], set[int], Prediction]:
-    index = ModelIndex.of(model)
+    if index is None:
+        index = ModelIndex.of(model)
     selected = index.select(layers, exclude)
     if layers and not selected:
         raise LayerNotFoundError(errors.nothing_left(index.describe(layers, exclude), index.name))
     provenance = provenance if provenance is not None else Provenance()
+    flagged, prediction = _model_level(model, index, provenance)
+    entries = _entries(index, provenance, prediction, flagged, index.variables)
+    prediction.slot_bytes = _slot_bytes(model, index, prediction.trains, _ids(selected))
+    return index, entries, _ids(selected), prediction
+
+
+def foreseen(
+    model: Any, provenance: Provenance | None, index: ModelIndex
+) -> dict[str, tuple[bool, str]]:
+    """``{path: (will_train, why)}`` of the weights whose fate is not what their flag
+    says, or depends on the Keras (:meth:`TrainingPlan.predictions` of the whole
+    model's plan), for a check about to watch a call: the same answer, but the
+    sentences are only written for the weights that can be in it.
+
+    A weight's entry is in it only when it is declared trainable and its *will train*
+    differs from its flag, or its ``elsewhere`` holds two answers. Without a flag
+    change pending (no trap) and without a frozen container below a trainable model,
+    every weight's ``elsewhere`` holds one answer (its flag's, on every Keras), so only
+    the weights the prediction trains against their flag can be in it.
+    """
+    with paused_gc():
+        provenance = provenance if provenance is not None else Provenance()
+        flagged, prediction = _model_level(model, index, provenance)
+        if prediction.changes or _frozen_container(index):
+            entries = _entries(index, provenance, prediction, flagged, index.variables)
+            return worth_explaining(entries)
+        odd, info = flagged ^ prediction.trains, index.info
+        variables = [v for v in index.variables if id(v) in odd and info[id(v)].declared_trainable]
+        if prediction.raises and not prediction.custom_step and variables:
+            # nothing trains, for one reason: every weight's sentence is that reason
+            [first] = _entries(index, provenance, prediction, flagged, variables[:1])
+            return {info[id(v)].path: (False, first.why) for v in variables}
+        return worth_explaining(_entries(index, provenance, prediction, flagged, variables))
+
+
+def worth_explaining(entries: Sequence[PlanEntry]) -> dict[str, tuple[bool, str]]:
+    """``{path: (will_train, why)}`` of the entries whose fate is not what their flag
+    says, or depends on the Keras (the ones a failure should explain)."""
+    return {
+        e.path: (e.will_train, e.why)
+        for e in entries
+        if e.declared_trainable
+        and (e.will_train != e.flag or len(set(map(str, e.elsewhere.values()))) > 1)
+    }
+
+
+def _frozen_container(index: ModelIndex) -> bool:
+    """Whether a frozen layer holding other layers sits below a trainable model (where
+    Keras 2's rule and Keras 3's differ: the only case, with no trap pending, where a
+    weight's ``elsewhere`` is not its flag on every Keras)."""
+    if not index.model.trainable:
+        return False
+    containers = {node.parent_path for node in index.nodes if node.parent_path}
+    return any(node.path in containers and not node.layer.trainable for node in index.nodes)
+
+
+def _model_level(
+    model: Any, index: ModelIndex, provenance: Provenance
+) -> tuple[set[int], Prediction]:
+    """The ids of the weights flagged trainable now, and the model-level prediction."""
     at_start = provenance.call_state(model)
-    now = at_start or current_state(model, "call", 0, "", index.variables)
+    now = at_start or current_state(
+        model, "call", 0, "", index.variables, unique([model, *(n.layer for n in index.nodes)])
+    )
     if at_start is not None and index.flavor.name == "tf_keras":
         # inside fit() tf_keras holds its compile() flags on the layers: take the user's
         trainable = frozenset(_ids(index.flavor.trainable_with_flags(model, now.flags)))
         now = TrainableState(0, "call", "", now.flags, trainable, now.known)
     prediction = next_call(model, index, provenance, now)
-    flagged = set(now.trainable or ())
+    return set(now.trainable or ()), prediction
+
+
+def _entries(
+    index: ModelIndex,
+    provenance: Provenance,
+    prediction: Prediction,
+    flagged: set[int],
+    variables: Sequence[Any],
+) -> list[PlanEntry]:
+    """One entry per weight of ``variables`` (model order)."""
     entries = []
     layers_seen: dict[str, _LayerFacts] = {}
-    for variable in index.variables:
+    for variable in variables:
         var_id = id(variable)
         info = index.info[var_id]
         facts = layers_seen.get(info.layer_path)
@@ -366,8 +438,7 @@ def _plan_entries(
             )
             for e in entries
         ]
-    prediction.slot_bytes = _slot_bytes(model, index, prediction.trains, _ids(selected))
-    return index, entries, _ids(selected), prediction
+    return entries
 
 
 def _slot_bytes(model: Any, index: ModelIndex, trains: set[int], selected: set[int]) -> int:

@@ -24,7 +24,7 @@ import itertools
 import os
 import sys
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -187,15 +187,27 @@ def _variable_name(variable: Any) -> str:
 
 
 def current_state(
-    model: Any, event: str, seq: int, location: str, weights: list[Any] | None = None
+    model: Any,
+    event: str,
+    seq: int,
+    location: str,
+    weights: list[Any] | None = None,
+    layers: Sequence[Any] | None = None,
 ) -> TrainableState:
     """The model's flags, trainable variables and variables now (``weights``: its
-    weights, when the caller has listed them already)."""
+    weights, and ``layers``: the model and every layer below it, parents first, when
+    the caller has listed them already)."""
     flavor = flavor_of(model)
     assert flavor is not None
-    flags = {id(layer): bool(layer.trainable) for layer in flavor.subtree(model)}
-    trainable = frozenset(id(v) for v in flavor.trainable_weights(model))
-    known = frozenset(id(v) for v in (flavor.weights(model) if weights is None else weights))
+    tree = flavor.subtree(model) if layers is None else layers
+    flags = {id(layer): bool(layer.trainable) for layer in tree}
+    if weights is None:
+        weights = flavor.weights(model)
+        trainable = frozenset(id(v) for v in flavor.trainable_weights(model))
+    else:  # Keras' own rule, applied to the list in hand (no second walk of the tree)
+        now = flavor.trainable_now(model, weights)
+        trainable = frozenset(id(v) for v, on in zip(weights, now, strict=True) if on)
+    known = frozenset(id(v) for v in weights)
     return TrainableState(seq, event, location, flags, trainable, known)
 
 

@@ -53,27 +53,42 @@ def require_model(model: Any, what: str = "model") -> tuple[Flavor, list[Any]]:
     flavor = flavor_of(model)
     if flavor is None:
         raise TypeError(errors.not_a_model(model))
-    weights = flavor.weights(model)
+    return flavor, holding_weights(flavor, model, flavor.weights(model), what)
+
+
+def holding_weights(flavor: Flavor, model: Any, weights: list[Any], what: str) -> list[Any]:
+    """``weights`` (those of ``model``), or the error of :func:`require_model` where
+    there are none."""
     if not weights and not flavor.is_built(model):
         raise ValueError(errors.not_built("model" if is_model(model) else "layer", model.name))
     if not weights:
         raise ValueError(errors.no_weights(what, model.name))
-    return flavor, weights
+    return weights
 
 
 class ModelIndex:
     """The layer tree of one model: its nodes, paths and where every weight lives."""
 
-    def __init__(self, model: Any, flavor: Flavor, weights: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        flavor: Flavor,
+        weights: list[Any] | None = None,
+        nodes: list[LayerNode] | None = None,
+        plain: bool = False,
+    ) -> None:
         self.model = model
         self.flavor = flavor
-        self.nodes: list[LayerNode] = walk(flavor, model)
+        self.nodes: list[LayerNode] = walk(flavor, model) if nodes is None else nodes
         self._paths_by_layer: dict[int, list[str]] = {}
         self._by_path: dict[str, Any] = {}
         for node in self.nodes:
             self._paths_by_layer.setdefault(id(node.layer), []).append(node.path)
             self._by_path[node.path] = node.layer
         self.variables: list[Any] = flavor.weights(model) if weights is None else weights
+        # whether every node's weights are its own variables and its children's
+        # (Flavor.tree_weights): node_weights() is then read off the tree
+        self._plain = plain
         self.info: dict[int, VariableInfo] = {}
         self._place_variables()
         self._by_weight_path = {info.path: var_id for var_id, info in self.info.items()}
@@ -82,8 +97,12 @@ class ModelIndex:
     @classmethod
     def of(cls, model: Any) -> ModelIndex:
         """Validate ``model`` and index it."""
-        flavor, weights = require_model(model)
-        return cls(model, flavor, weights)
+        flavor = flavor_of(model)
+        if flavor is None:
+            raise TypeError(errors.not_a_model(model))
+        nodes = walk(flavor, model)
+        weights, plain = flavor.tree_weights(model, nodes)
+        return cls(model, flavor, holding_weights(flavor, model, weights, "model"), nodes, plain)
 
     def _place_variables(self) -> None:
         root = LayerNode("", self.model, "")
@@ -137,9 +156,21 @@ class ModelIndex:
     def node_weights(self) -> dict[str, set[int]]:
         """``{layer path: ids of the weights it holds}``, for every node."""
         if self._node_weights is None:
-            self._node_weights = {
-                node.path: {id(v) for v in self.flavor.weights(node.layer)} for node in self.nodes
-            }
+            if self._plain:  # bottom up: a node's own variables and its children's
+                below: dict[str, set[int]] = {}
+                held: dict[str, set[int]] = {}
+                for node in reversed(self.nodes):  # children before their parents
+                    ids = below.pop(node.path, set())
+                    ids.update(id(v) for v in self.flavor.own_variables(node.layer))
+                    held[node.path] = ids
+                    if node.parent_path:
+                        below.setdefault(node.parent_path, set()).update(ids)
+                self._node_weights = {node.path: held[node.path] for node in self.nodes}
+            else:
+                self._node_weights = {
+                    node.path: {id(v) for v in self.flavor.weights(node.layer)}
+                    for node in self.nodes
+                }
         return self._node_weights
 
     # -- selectors -----------------------------------------------------------------

@@ -29,6 +29,7 @@ from pytest_kerasfreeze.engine.diagnosis import (
 )
 from pytest_kerasfreeze.engine.findings import NONFINITE, Finding, merge
 from pytest_kerasfreeze.engine.messages import errors, html, reports, selection_text, selector_text
+from pytest_kerasfreeze.engine.pauses import paused_gc
 from pytest_kerasfreeze.engine.results import CheckResult, CheckSource, DiffFigures, Expect
 from pytest_kerasfreeze.exceptions import FreezeAssertionError, LayerNotFoundError
 
@@ -74,7 +75,8 @@ class WeightDiff:
         ]:
             raise ValueError(errors.different_snapshots())
         self._after = after
-        self._changes = self._compute(self.atol, self.rtol)
+        with paused_gc():  # a record per weight, no cycle: see engine.pauses
+            self._changes = self._compute(self.atol, self.rtol)
 
     def _require_before(self) -> Capture:
         if self._before is None:
@@ -332,20 +334,21 @@ class WeightDiff:
         """Judge, note the result where the captures say (a test's reports), raise on
         failure. ``label`` names the check in messages (``assert_frozen``, a marker)."""
         __tracebackhide__ = True
-        judged, result, error = self._judge(
-            expect,
-            layers,
-            as_selectors(exclude),
-            as_selectors(allow),
-            atol,
-            rtol,
-            source,
-            label,
-            call,
-            findings,
-            self._by(by),
-            predicted,
-        )
+        with paused_gc():
+            judged, result, error = self._judge(
+                expect,
+                layers,
+                as_selectors(exclude),
+                as_selectors(allow),
+                atol,
+                rtol,
+                source,
+                label,
+                call,
+                findings,
+                self._by(by),
+                predicted,
+            )
         observations = self._require_before().observations
         if observations is not None:
             observations.add_check(result)

@@ -1,0 +1,34 @@
+"""The garbage collector paused while the engine makes its per-weight records.
+
+A check allocates a few objects per weight (index entries, captures, changes) and makes
+no reference cycles; everything it drops is freed by reference counting. Left running,
+the collector would still walk every live object of the process — the model's, Keras'
+and the backends' — each time those allocations cross its thresholds: on a model of
+thousands of weights, in a process that has imported JAX or TensorFlow, that is most
+of a check's time. Never paused around user code: only around the engine's own work.
+
+Example::
+
+    with paused_gc():
+        index = ModelIndex.of(model)
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No automatic collection inside the block (nested blocks are free); the collector
+    runs again as it was afterwards, also when the block raises."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
