@@ -48,6 +48,9 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "sessions: depends on plugin loading or assertion rewriting (conftest.py)"
     )
+    config.addinivalue_line(
+        "markers", "multiprocess: starts two worker processes on localhost (slow; `-m multiprocess`)"
+    )
     oracle_settings()
 
 

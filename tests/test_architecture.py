@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "src" / "pytest_kerasfreeze"
 # Bottom to top. A module may import modules of lower layers only (and, inside the
 # `messages` package, the package itself). ARCHITECTURE.md says the same in words.
 LAYERS = [
-    {"exceptions", "sequences", "traps", "memory"},
+    {"exceptions", "sequences", "traps", "memory", "_keras"},
     {"changes", "findings"},
     {"verdicts"},
     {
@@ -34,9 +34,10 @@ LAYERS = [
     {"flavors", "plots", "arguments", "messages.plan"},
     {"buffers", "tracing"},
     {"results", "digests"},
-    {"selection", "provenance", "attribution"},
+    {"selection", "provenance", "attribution", "_keras.hosts"},
     {"diagnosis", "optimizer_state"},
     {"captures", "prediction"},
+    {"multihost"},
     {"weightdiff", "plan"},
     {"snapshots", "reload"},
     {"context"},

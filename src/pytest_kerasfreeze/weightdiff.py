@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_kerasfreeze import buffers, plots, verdicts
+from pytest_kerasfreeze import buffers, multihost, plots, verdicts
 from pytest_kerasfreeze.arguments import as_selectors, check_tolerances
 from pytest_kerasfreeze.captures import Capture, digest_stats
 from pytest_kerasfreeze.changes import Mover, OptimizerRef, WeightChange
@@ -92,9 +92,13 @@ class WeightDiff:
         digest = before.mode == "digest"
         if digest and not exact:
             raise ValueError(errors.digest_has_no_values(before.model.name))
+        combined, drift = multihost.combine(before, after, atol, rtol)  # every process's
+        after.drift.update(drift)
         for i, (var, trainable) in enumerate(zip(before.variables, after.trainable, strict=True)):
             info = index.info[id(var)]
-            if i in same:
+            if i in combined:
+                stats = combined[i]
+            elif i in same:
                 stats = buffers.UNMOVED
             elif digest:
                 stats = digest_stats(before.kept(i), after.kept(i))
@@ -228,6 +232,8 @@ class WeightDiff:
         position = {before.index.info[id(v)].path: i for i, v in enumerate(before.variables)}
         counts = {}
         for change in changes:
+            if after.spread(position[change.path]):  # its values are not all here
+                continue
             bad = buffers.nonfinite_count(after.value(position[change.path]))
             if bad:
                 counts[change.path] = bad
