@@ -46,6 +46,7 @@ TARGETS = {
     "inference_mode marker on a small CNN test": ("ratio", 1.05),
     "explain() / summary(show_trainable=True)": ("ratio", 1.0),
     "explain() per variable, largest / smallest model": ("ratio", 2.0),
+    "2 JAX processes, digest check vs 1 process": ("ratio", 1.2),
 }
 
 
@@ -712,6 +713,69 @@ def bench_explain(args, results):
     )
 
 
+MULTIHOST_PROBE = """
+import json, os, statistics, sys, time
+os.environ["KERAS_BACKEND"] = "jax"
+index, port, params, repeat = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+import jax
+if index >= 0:
+    jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2,
+                               process_id=index, initialization_timeout=120)
+import keras
+from pytest_kerasfreeze import snapshot
+if index >= 0:
+    devices = keras.distribution.list_devices("cpu")
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+keras.utils.set_random_seed(0)  # the same initial values in every process
+width = int((params / 10) ** 0.5)
+inputs = keras.Input((width,))
+hidden = inputs
+for i in range(10):
+    hidden = keras.layers.Dense(width, use_bias=False, name=f"dense_{i}")(hidden)
+model = keras.Model(inputs, hidden)
+before = snapshot(model, mode="digest")
+times = []
+for _ in range(repeat):
+    start = time.perf_counter()
+    before.diff(before.retake()).assert_frozen()
+    times.append(time.perf_counter() - start)
+print(json.dumps({"median": statistics.median(times), "params": model.count_params()}))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def bench_multihost(args, results):
+    """One digest check of a whole model (``snapshot(mode="digest")``, ``retake()``,
+    ``diff().assert_frozen()``) in each of two ``jax.distributed`` processes on this
+    machine (DataParallel: each holds every weight, so each hashes as much as one
+    process alone, and adds the combine step), against the same check in one process.
+    The two processes share this machine's cores: on a real job each has its own host."""
+    import socket
+
+    params = 10_000_000 if args.quick else 100_000_000
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = str(s.getsockname()[1])
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("XLA_FLAGS", None)  # one CPU device per process
+
+    def probe(index):
+        command = [sys.executable, "-c", MULTIHOST_PROBE, str(index), port, str(params)]
+        command.append(str(args.repeat))
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+
+    single = json.loads(probe(-1).communicate(timeout=900)[0].strip().splitlines()[-1])
+    pair = [probe(0), probe(1)]
+    outputs = [json.loads(p.communicate(timeout=900)[0].strip().splitlines()[-1]) for p in pair]
+    multi = max(o["median"] for o in outputs)
+    results["2 JAX processes, digest check vs 1 process"] = (
+        multi / single["median"],
+        f"{multi * 1e3:.0f} ms vs {single['median'] * 1e3:.0f} ms per check, "
+        f"{single['params'] / 1e6:.0f}M params, 2 processes sharing this machine",
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure (median)")
@@ -725,7 +789,7 @@ def main():
         action="append",
         metavar="GROUP",
         help="run only this group of figures (engine, memory, load, marker, "
-        "guard, records, explain); repeatable",
+        "guard, records, explain, multihost); repeatable",
     )
     args = parser.parse_args()
 
@@ -747,6 +811,7 @@ def main():
         "explain": bench_explain,
         "optimizer_state": bench_optimizer_state,
         "inference_mode": bench_inference_mode,
+        "multihost": bench_multihost,
     }
     for name, bench in groups.items():
         if not args.only or name in args.only:

@@ -49,7 +49,7 @@ def pytest_configure(config):
         "markers", "sessions: depends on plugin loading or assertion rewriting (conftest.py)"
     )
     config.addinivalue_line(
-        "markers", "multiprocess: starts two worker processes on localhost (slow; `-m multiprocess`)"
+        "markers", "multiprocess: starts two worker processes on localhost (`-m multiprocess`)"
     )
     oracle_settings()
 

@@ -62,9 +62,9 @@ else:
     else:
         import keras
 
-import numpy as np
+import numpy as np  # noqa: E402 - after the engine is set up
 
-from pytest_kerasfreeze import FreezeGuard, MultiProcessError
+from pytest_kerasfreeze import FreezeGuard, MultiProcessError  # noqa: E402
 
 SHARDED = ENGINE == "jax" and SCENARIO != "freeze"  # ModelParallel: pieces per process
 
@@ -176,7 +176,7 @@ def main():
                 **data(), epochs=EPOCHS, verbose=0, callbacks=[truth, guard], shuffle=False
             )
             result["epochs"] = len(history.history["loss"])
-        except Exception as err:  # what the user's script would see
+        except Exception as err:  # noqa: BLE001 - what the user's script would see
             result["error"] = type(err).__name__
             result["message"] = str(err)
             result["process"] = getattr(err, "process", None)

@@ -29,7 +29,9 @@ SRC = Path(__file__).resolve().parent.parent / "src"
 LIMIT = 150  # seconds for a whole two-process run
 ENGINE = "tf_keras" if LEGACY or BACKEND == "tensorflow" else {"jax": "jax"}.get(BACKEND)
 
-needs_jax = pytest.mark.skipif(ENGINE != "jax", reason="jax.distributed runs under KERAS_BACKEND=jax")
+needs_jax = pytest.mark.skipif(
+    ENGINE != "jax", reason="jax.distributed runs under KERAS_BACKEND=jax"
+)
 needs_tf = pytest.mark.skipif(
     ENGINE != "tf_keras",
     reason="MultiWorkerMirroredStrategy runs under KERAS_BACKEND=tensorflow or tf_keras",
@@ -220,8 +222,9 @@ def test_multi_worker_mirrored_a_killed_worker_gives_a_clear_error(tmp_path):
     assert survivor is not None, logs[0][-3000:]
     assert survivor["is_multiprocess_error"], survivor.get("traceback")
     assert survivor["process"] == 1
-    assert "process 1 of this TensorFlow multi-process run did not reach check 2" in (
-        survivor["message"]
+    assert (
+        "process 1 of this TensorFlow multi-process run did not reach check 2"
+        in (survivor["message"])
     )
     assert wall < LIMIT
 

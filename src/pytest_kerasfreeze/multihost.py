@@ -124,7 +124,9 @@ def local_records(
     return records
 
 
-def _squared_change(before: np.ndarray, after: np.ndarray, stats: dict[str, Any], norm: float) -> float:
+def _squared_change(
+    before: np.ndarray, after: np.ndarray, stats: dict[str, Any], norm: float
+) -> float:
     rel = stats["rel_delta"]
     if norm > 0 and math.isfinite(rel):
         return float((rel * norm) ** 2)
@@ -237,4 +239,3 @@ def _digest_figures(records: Sequence[np.void]) -> dict[str, Any]:
         nonfinite=now and not was,
         min_rel_delta=_relative(bound, norm),
     )
-

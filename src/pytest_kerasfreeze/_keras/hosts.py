@@ -77,7 +77,7 @@ class JaxJob(Job):
         import jax
         from jax._src import distributed
 
-        self._client = distributed.global_state.client
+        self._client: Any = distributed.global_state.client
         super().__init__(jax.process_count(), jax.process_index())
 
     def publish(self, key: str, value: str) -> None:
@@ -229,14 +229,14 @@ def hold(raw: Any, job: Job, mode: str) -> Held:
     holds, replica 0 of each; its other local replicas are compared with it."""
     held = []
     for piece_id, owned, replicas in _pieces(raw, job):
+        kept: Any
         if mode == "digest":
-            first, *others = (digests.digest_raw(r) for r in replicas)
-            drift = math.inf if any(o.hash != first.hash for o in others) else 0.0
-            held.append(HeldPiece(piece_id, owned, first, drift))
+            kept, *others = (digests.digest_raw(r) for r in replicas)
+            drift = math.inf if any(o.hash != kept.hash for o in others) else 0.0
         else:
-            copy, *others = (buffers.to_numpy(r) for r in replicas)
-            drift = max((buffers.max_abs_difference(copy, o) for o in others), default=0.0)
-            held.append(HeldPiece(piece_id, owned, copy, drift))
+            kept, *copies = (buffers.to_numpy(r) for r in replicas)
+            drift = max((buffers.max_abs_difference(kept, c) for c in copies), default=0.0)
+        held.append(HeldPiece(piece_id, owned, kept, drift))
     dtype = getattr(raw.dtype, "name", None) or str(raw.dtype)
     return Held(job, tuple(int(n) for n in raw.shape), str(dtype), tuple(held))
 
