@@ -10,7 +10,8 @@ both processes' devices), ``tensorflow`` (Keras 3) or ``tf_keras`` (both with
 * ``raise`` / ``stop``: the same, and at the end of epoch 2 one process alone changes
   its own piece of a frozen kernel (JAX: the columns of a kernel that it holds under
   ``ModelParallel``; TensorFlow: its own replica of a mirrored kernel);
-* ``killed``: process 1 dies at the end of epoch 2, before the guard's check.
+* ``killed``: process 1 dies at the end of epoch 2, before the guard's check (JAX: one
+  device per process).
 
 Writes OUT/result-INDEX.json (what the guard saw and did) and OUT/truth-INDEX.npz: the
 process's own plain numpy copies of the pieces it holds of every weight, at the start
@@ -30,7 +31,10 @@ EPOCHS = 3
 
 if ENGINE == "jax":
     os.environ["KERAS_BACKEND"] = "jax"
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    # two CPU devices per process; one in the killed scenario (one accelerator per
+    # process, the common multi-host layout)
+    devices_here = 1 if SCENARIO == "killed" else 2
+    os.environ["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices_here}"
     import jax
 
     # jax 0.10 on the CPU: the gloo collectives are the default (jax_cpu_collectives_
@@ -66,7 +70,7 @@ import numpy as np  # noqa: E402 - after the engine is set up
 
 from pytest_kerasfreeze import FreezeGuard, MultiProcessError  # noqa: E402
 
-SHARDED = ENGINE == "jax" and SCENARIO != "freeze"  # ModelParallel: pieces per process
+SHARDED = ENGINE == "jax" and SCENARIO in ("raise", "stop")  # ModelParallel: pieces
 
 
 def distribute():
@@ -103,11 +107,14 @@ def build():
 def held(variable):
     """This process's pieces of a weight, as plain numpy copies: {index text: array}."""
     value = variable.value if ENGINE != "tf_keras" else variable
-    if ENGINE == "jax":
-        return {
-            f"{[(s.start, s.stop) for s in shard.index]}@{shard.replica_id}": np.array(shard.data)
-            for shard in value.addressable_shards
-        }
+    if ENGINE == "jax":  # addressable_data: addressable_shards fails with one device
+        indices = value.sharding.devices_indices_map(value.shape)
+        copies = {}
+        for i in range(len(value.sharding.addressable_devices)):
+            data = value.addressable_data(i)
+            device = next(iter(data.devices()))
+            copies[f"{[(s.start, s.stop) for s in indices[device]]}@{device.id}"] = np.array(data)
+        return copies
     return {f"replica{i}": np.array(r.numpy()) for i, r in enumerate(value.values)}
 
 

@@ -247,13 +247,19 @@ def _pieces(raw: Any, job: Job) -> list[tuple[int, bool, list[Any]]]:
         return [(0, job.index == 0, list(raw.values))]
     shape = tuple(int(n) for n in raw.shape)
     ids, owners = _layout(raw.sharding, shape)
+    indices = raw.sharding.devices_indices_map(shape)
     groups: dict[tuple[tuple[int, int], ...], list[Any]] = {}
-    for shard in raw.addressable_shards:
-        groups.setdefault(_key(shard.index, shape), []).append(shard)
+    # addressable_data(i), not addressable_shards: with one device per process, jax 0.10
+    # keeps such an array's local buffer under the global sharding, and
+    # addressable_shards raises ("the input arrays must have one shard each")
+    for i in range(len(raw.sharding.addressable_devices)):
+        data = raw.addressable_data(i)
+        device = next(iter(data.devices()))
+        groups.setdefault(_key(indices[device], shape), []).append((device.id, data))
     held = []
     for key in sorted(groups):
-        replicas = sorted(groups[key], key=lambda shard: shard.replica_id)
-        held.append((ids[key], owners[key] == job.index, [s.data for s in replicas]))
+        replicas = [data for _, data in sorted(groups[key], key=lambda pair: pair[0])]
+        held.append((ids[key], owners[key] == job.index, replicas))
     return held
 
 
