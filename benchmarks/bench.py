@@ -267,7 +267,8 @@ SCALE_PROBE = """
 import os, sys, json, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras, numpy as np
-from pytest_kerasfreeze import snapshot, memory
+from pytest_kerasfreeze import snapshot
+from pytest_kerasfreeze._keras import memory
 
 def status(field):
     return [int(line.split()[1]) * 1024 for line in open("/proc/self/status")
@@ -394,7 +395,7 @@ def bench_marker(args, results):
     import numpy as np
 
     from pytest_kerasfreeze.markers import parse_marker
-    from pytest_kerasfreeze.observer import TestObserver
+    from pytest_kerasfreeze.session import TestObserver
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(320, 16, 16, 3)).astype("float32")
@@ -502,7 +503,7 @@ def bench_inference_mode(args, results):
     import numpy as np
 
     from pytest_kerasfreeze.markers import parse_marker
-    from pytest_kerasfreeze.observer import TestObserver
+    from pytest_kerasfreeze.session import TestObserver
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(320, 16, 16, 3)).astype("float32")
@@ -600,7 +601,7 @@ import os, sys, json, gc
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras, numpy as np
 from pytest_kerasfreeze import WeightTracker
-from pytest_kerasfreeze.observer import TestObserver
+from pytest_kerasfreeze.session import TestObserver
 
 try:  # glibc: give freed heap pages back first, so that RSS counts what is alive
     import ctypes
@@ -722,7 +723,8 @@ if index >= 0:
     jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2,
                                process_id=index, initialization_timeout=120)
 import keras
-from pytest_kerasfreeze import multihost, snapshot
+from pytest_kerasfreeze import snapshot
+from pytest_kerasfreeze.engine import multihost
 combining = []
 exchange = multihost.exchange
 def timed_exchange(*args, **kwargs):

@@ -19,10 +19,23 @@ INNER_PLUGINS = "-p kerasfreeze -p xdist"
 # distributed, the plain-script examples) or read files: the same under any loading.
 SESSION_FILES = {"test_plugin.py", "test_hygiene.py"}
 PLUGIN_MARKERS = ("frozen", "trains", "trains_only")
+# The files whose tests end the same on every Keras runtime: they read the package's source,
+# the lint corpus, the repository's files or the built distributions, and train no model.
+# CI runs them once, in the TensorFlow run; the other runtimes' runs pass
+# `-m "not backend_free"` (tox.ini).
+BACKEND_FREE_FILES = {
+    "test_architecture.py",
+    "test_lint.py",
+    "test_lint_pytest.py",
+    "test_packaging.py",
+    "test_repo.py",
+}
 
 
 def pytest_collection_modifyitems(items):
     for item in items:
+        if item.path.name in BACKEND_FREE_FILES:
+            item.add_marker(pytest.mark.backend_free)
         if (
             item.path.name in SESSION_FILES
             or "pytester" in item.fixturenames
@@ -50,6 +63,9 @@ def pytest_configure(config):
     )
     config.addinivalue_line(
         "markers", "multiprocess: starts two worker processes on localhost (`-m multiprocess`)"
+    )
+    config.addinivalue_line(
+        "markers", "backend_free: ends the same on every Keras runtime (conftest.py)"
     )
     oracle_settings()
 

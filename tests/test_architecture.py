@@ -1,6 +1,14 @@
-"""The layering stays true: each module imports only the layers below it, no cycle, no
-hidden per-test state in the engine (issue 12). Parses the package's imports; needs no
-Keras."""
+"""The house keeps its shape (issue 21): four parts, a few rules, checked by parsing the
+package's imports (needs no Keras). ARCHITECTURE.md says the same in words.
+
+- ``_keras/`` is the only code that reads Keras or backend internals or patches them;
+- ``engine/`` knows weights only: no pytest, no running test (it never imports the
+  test-side modules);
+- pytest is imported only by ``plugin`` and the modules only it imports;
+- ``lint/`` uses the trap table and the words, nothing that runs or imports Keras;
+- no import cycle, no module uses another module's ``_private`` names, heavy libraries
+  are imported lazily, the running test's context is touched by the test side only.
+"""
 
 import ast
 from pathlib import Path
@@ -8,73 +16,50 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "src" / "pytest_kerasfreeze"
+MODULES = sorted(PACKAGE.rglob("*.py"))
 
-# Bottom to top. A module may import modules of lower layers only (and, inside the
-# `messages` package, the package itself). ARCHITECTURE.md says the same in words.
-LAYERS = [
-    {"exceptions", "sequences", "traps", "memory", "_keras"},
-    {"changes", "findings"},
-    {"verdicts"},
-    {
-        "messages",
-        "messages.reports",
-        "messages.explain",
-        "messages.errors",
-        "messages.html",
-        "messages.pictures",
-    },
-    {"messages.static"},
-    # the static check (kerasfreeze-lint): beside the engine, on the trap table and the words
-    {"lint.sources", "lint.state"},
-    {"lint.builders", "lint.rules"},
-    {"lint.flow"},
-    {"lint.checker"},
-    {"lint.cli", "lint.items"},
-    {"lint", "lint.__main__"},
-    {"flavors", "plots", "arguments", "messages.plan"},
-    {"buffers", "tracing"},
-    {"results", "digests"},
-    {"selection", "provenance", "attribution", "_keras.hosts"},
-    {"diagnosis", "optimizer_state"},
-    {"captures", "prediction"},
-    {"multihost"},
-    {"weightdiff", "plan"},
-    {"snapshots", "reload"},
-    {"context"},
-    {"checks"},
-    {"tracker", "guard"},
-    {"interception", "markers"},
-    {"modes"},
-    {"observer"},
-    {"recording"},
-    {"terminal"},
-    {"reporting"},
-    {"plugin"},
-    {"__init__"},
-]
-LAYER_OF = {module: i for i, layer in enumerate(LAYERS) for module in layer}
-
+# The test side: what a user calls and what pytest calls (the top-level modules).
+TEST_SIDE = {
+    "checks", "context", "guard", "markers", "modes", "plugin", "recording",
+    "reload", "reporting", "session", "terminal", "tracker",
+}  # fmt: skip
+# Shared by every part: exceptions and the public trap table.
+COMMON = {"__init__", "exceptions", "traps"}
+# pytest is imported here only, and these are imported by the plugin only.
+PYTEST_USERS = {"plugin", "reporting", "lint.items"}
 # Imported inside functions on purpose: heavy, or absent where the plugin must load.
 LAZY_OK = {"keras", "tf_keras", "tensorflow", "jax", "torch", "matplotlib", "ml_dtypes"}
-# The plugin loads without numpy or Keras: it imports the engine when a test starts.
-LAZY_ENGINE_OK = {"plugin", "reporting"}
-# Only the user-facing layer and the observer touch the current test's context.
-CONTEXT_USERS = {"checks", "guard", "observer", "plugin", "recording"}
+# The plugin loads without numpy or Keras: it imports the rest when a test starts.
+LAZY_INTERNAL_OK = {"__init__", "plugin", "reporting"}
+# The running test's context: the test side only.
+CONTEXT_USERS = {"checks", "guard", "session", "plugin", "recording"}
+# What reads Keras' or a backend's private modules.
+PRIVATE_MODULES = ("keras.src", "tf_keras.src", "tensorflow.python", "jax._src", "torch._")
 
 
 def module_name(path):
-    rel = path.relative_to(PACKAGE).with_suffix("")
-    parts = rel.parts
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
     return ".".join(parts[:-1]) if parts[-1] == "__init__" and len(parts) > 1 else ".".join(parts)
 
 
+NAMES = {module_name(p) for p in MODULES}
+
+
+def part(name):
+    head = name.split(".")[0]
+    if head in ("engine", "_keras", "lint"):
+        return head
+    return "common" if name in COMMON else "test side"
+
+
 def imports(path):
-    """(imported pytest_kerasfreeze module, lazily?) for every import in the file."""
-    tree = ast.parse(path.read_text())
+    """([imported names], lazily?, line) for every import in the file."""
     found = []
 
     def visit(node, in_function):
         for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and getattr(child.test, "id", "") == "TYPE_CHECKING":
+                continue  # types only: never imported when the code runs
             lazy = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef))
             if isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
                 names = [child.module] + [f"{child.module}.{a.name}" for a in child.names]
@@ -83,60 +68,129 @@ def imports(path):
                 found.append(([a.name for a in child.names], in_function, child.lineno))
             visit(child, lazy)
 
-    visit(tree, False)
+    visit(ast.parse(path.read_text()), False)
     return found
 
 
 def internal(name):
-    """``pytest_kerasfreeze.messages.errors`` -> ``messages.errors``."""
+    """``pytest_kerasfreeze.engine.messages.errors.X`` -> ``engine.messages.errors``."""
     if not name.startswith("pytest_kerasfreeze"):
         return None
     parts = name[len("pytest_kerasfreeze") :].lstrip(".").split(".")
-    while parts:  # `lint.cli.main` is a name in lint.cli
-        if ".".join(parts) in LAYER_OF:
+    while parts:
+        if ".".join(parts) in NAMES:
             return ".".join(parts)
         parts.pop()
-    return None
+    return "__init__"
 
 
-MODULES = sorted(PACKAGE.rglob("*.py"))
+def targets(path):
+    """(internal module, lazily?, line) for every import of the package in the file."""
+    me = module_name(path)
+    for names, lazy, line in imports(path):
+        found = {internal(n) for n in names if n.startswith("pytest_kerasfreeze")}
+        # `from pytest_kerasfreeze.engine import messages` names the package and the module
+        if len(found) > 1:
+            found -= {n.rpartition(".")[0] or "__init__" for n in found}
+        for target in found - {me}:
+            yield target, lazy, line
 
 
-def test_every_module_has_a_layer():
-    names = {module_name(p) for p in MODULES}
-    assert names - set(LAYER_OF) == set(), "place new modules in LAYERS (and ARCHITECTURE.md)"
-    assert set(LAYER_OF) - names == set()
+def test_every_module_is_in_a_part():
+    assert {part(n) for n in NAMES} == {"common", "test side", "engine", "_keras", "lint"}
+    top = {n for n in NAMES if "." not in n}
+    assert top == TEST_SIDE | COMMON | {"engine", "_keras", "lint"}, (
+        "a new top-level module: put it in engine/ or _keras/, or name it in TEST_SIDE "
+        "(and ARCHITECTURE.md)"
+    )
 
 
 @pytest.mark.parametrize("path", MODULES, ids=module_name)
-def test_imports_only_go_down(path):
+def test_each_part_imports_what_it_may(path):
+    me = module_name(path)
+    for target, lazy, line in targets(path):
+        where = f"{me}:{line} imports {target}"
+        if part(me) in ("engine", "_keras", "common") and me != "__init__":
+            assert part(target) not in ("test side", "lint"), (
+                f"{where}: {part(me)} knows weights only, never the running test"
+            )
+        if part(me) == "common":
+            assert part(target) == "common" or me == "__init__", where
+        if target == "context":
+            assert me in CONTEXT_USERS, f"{where}: only the test side touches test state"
+        if target in PYTEST_USERS:
+            assert me == "plugin" or target.startswith(me + "."), (
+                f"{where}: {target} imports pytest; only the plugin may import it"
+            )
+        if lazy:
+            assert me in LAZY_INTERNAL_OK, f"{where} inside a function: import it at the top"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=module_name)
+def test_pytest_only_in_the_plugin(path):
+    me = module_name(path)
+    for names, _lazy, line in imports(path):
+        if {n.split(".")[0] for n in names} & {"pytest", "_pytest"}:
+            assert me in PYTEST_USERS, f"{me}:{line} imports pytest"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=module_name)
+def test_heavy_libraries_are_imported_lazily(path):
     me = module_name(path)
     for names, lazy, line in imports(path):
-        targets = {t for t in (internal(n) for n in names) if t is not None and t != me}
-        for target in targets:
-            same_package = me.startswith("messages.") and target == "messages"
-            assert LAYER_OF[target] < LAYER_OF[me] or same_package, (
-                f"{me}:{line} imports {target}, which is not below it"
-            )
-            if lazy:
-                assert me in LAZY_ENGINE_OK or me == "__init__", (
-                    f"{me}:{line} imports {target} inside a function: import it at the top"
-                )
-            if target == "context":
-                assert me in CONTEXT_USERS, f"{me}:{line}: the engine must not touch test state"
-        if lazy and not targets:
-            heads = {n.split(".")[0] for n in names}
-            assert heads <= LAZY_OK | {"pytest_kerasfreeze"}, (
+        heads = {n.split(".")[0] for n in names}
+        if lazy and not heads & {"pytest_kerasfreeze"}:
+            assert heads <= LAZY_OK, (
                 f"{me}:{line} imports {sorted(heads)} inside a function: only heavy "
                 f"libraries ({', '.join(sorted(LAZY_OK))}) may be imported lazily"
             )
+        if not lazy:
+            assert not heads & LAZY_OK, f"{me}:{line} imports {sorted(heads & LAZY_OK)} at load"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=module_name)
+def test_keras_internals_only_in_keras_part(path):
+    """Keras' and the backends' private modules are named (imported, or as the strings
+    ``importlib`` is handed) only under ``_keras/``."""
+    me = module_name(path)
+    if part(me) == "_keras":
+        return
+    for node in ast.walk(ast.parse(path.read_text())):
+        text = None
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            text = " ".join([getattr(node, "module", None) or ""] + [a.name for a in node.names])
+        if text and not (isinstance(node, ast.Constant) and " " in text.strip()):
+            assert not any(text.startswith(p) for p in PRIVATE_MODULES), (
+                f"{me}:{node.lineno} names {text!r}: Keras internals live in _keras/"
+            )
+
+
+def test_no_import_cycle():
+    graph = {module_name(p): {t for t, _l, _n in targets(p)} for p in MODULES}
+    done, path = set(), []
+
+    def visit(node):
+        if node in path:
+            cycle = [*path[path.index(node) :], node]
+            pytest.fail("import cycle: " + " -> ".join(cycle))
+        if node in done:
+            return
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt)
+        path.pop()
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node)
 
 
 def test_no_line_is_fitted_with_fmt_skip():
-    """A module is as long as its job needs (issue 21): no ``# fmt: skip`` added to fit
-    a line cap. Those left from the cap are counted down, never up."""
+    """No line cap (issue 21): a module is as long as its job needs."""
     skips = sum(p.read_text().count("# fmt: skip") for p in MODULES)
-    assert skips <= 45
+    assert skips == 0
 
 
 def test_no_hidden_per_test_state_outside_context():
@@ -147,9 +201,10 @@ def test_no_hidden_per_test_state_outside_context():
             assert "ContextVar" not in text and "_ACTIVE" not in text, module_name(path)
 
 
-LINT = [p for p in MODULES if module_name(p).split(".")[0] == "lint"]
+LINT = [p for p in MODULES if part(module_name(p)) == "lint"]
 # What the lint may use of the package: the trap table and the words, nothing that runs.
-LINT_MAY_IMPORT = {"traps", "messages", "messages.explain", "messages.static"}
+LINT_MAY_IMPORT = {"__init__", "traps", "engine.messages", "engine.messages.explain",
+                   "engine.messages.static"}  # fmt: skip
 HEAVY = {"keras", "tf_keras", "tensorflow", "jax", "torch", "numpy", "ml_dtypes"}
 
 
@@ -159,19 +214,14 @@ def test_the_lint_imports_no_keras_and_nothing_of_the_engine(path):
     for names, _lazy, line in imports(path):
         heads = {n.split(".")[0] for n in names}
         assert not heads & HEAVY, f"{me}:{line} imports {sorted(heads & HEAVY)}"
-        for target in {t for t in (internal(n) for n in names) if t is not None}:
-            assert target.split(".")[0] == "lint" or target in LINT_MAY_IMPORT, (
-                f"{me}:{line} imports {target}: the lint uses only traps and messages"
-            )
+    for target, _lazy, line in targets(path):
+        assert part(target) == "lint" or target in LINT_MAY_IMPORT, (
+            f"{me}:{line} imports {target}: the lint uses only traps and messages"
+        )
 
 
 def test_the_plugin_imports_the_lint_only_when_asked():
-    plugin = PACKAGE / "plugin.py"
-    lint_imports = [
-        lazy
-        for names, lazy, _ in imports(plugin)
-        if any((internal(n) or "").startswith("lint") for n in names)
-    ]
+    lint_imports = [lazy for t, lazy, _ in targets(PACKAGE / "plugin.py") if part(t) == "lint"]
     assert lint_imports and all(lint_imports)
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from kmodels import base_and_head, data, keras, value_of
-from pytest_kerasfreeze import FreezeGuard, assert_frozen, assert_trains, memory, snapshot
-from pytest_kerasfreeze.captures import resolve_mode
+from pytest_kerasfreeze import FreezeGuard, assert_frozen, assert_trains, snapshot
+from pytest_kerasfreeze._keras import memory
+from pytest_kerasfreeze.engine.captures import resolve_mode
 
 
 def oracle(model):

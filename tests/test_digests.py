@@ -19,8 +19,8 @@ import pytest
 import xxhash
 
 from kmodels import BACKEND, LEGACY, keras, value_of
-from pytest_kerasfreeze import digests
-from pytest_kerasfreeze.digests import (
+from pytest_kerasfreeze._keras import digests
+from pytest_kerasfreeze._keras.digests import (
     FINGERPRINT,
     change_lower_bound,
     device_fingerprint,
@@ -28,7 +28,7 @@ from pytest_kerasfreeze.digests import (
     fingerprint_reference,
     same,
 )
-from pytest_kerasfreeze.flavors import flavor_of
+from pytest_kerasfreeze._keras.flavors import flavor_of
 
 RNG = np.random.default_rng(7)
 MiB = 1 << 20
@@ -407,10 +407,10 @@ import keras
 import xxhash
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from pytest_kerasfreeze.digests import (
+from pytest_kerasfreeze._keras.digests import (
     change_lower_bound, device_fingerprint, digest_raw, fingerprint_reference, same,
 )
-from pytest_kerasfreeze.flavors import flavor_of
+from pytest_kerasfreeze._keras.flavors import flavor_of
 
 RNG = np.random.default_rng(3)
 MESH = Mesh(jax.devices()[:2], ("x",))
@@ -516,7 +516,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from pytest_kerasfreeze.digests import digest_raw, fingerprint_reference, same
+from pytest_kerasfreeze._keras.digests import digest_raw, fingerprint_reference, same
 
 
 def test_mirrored_variable():

@@ -12,8 +12,8 @@ COMMON = """
 import numpy as np
 import pytest
 from pytest_kerasfreeze import assert_frozen, assert_trains, snapshot
-from pytest_kerasfreeze.buffers import replicas
-from pytest_kerasfreeze.flavors import flavor_of
+from pytest_kerasfreeze._keras.buffers import replicas
+from pytest_kerasfreeze._keras.flavors import flavor_of
 
 X = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
 Y = np.random.default_rng(1).normal(size=(32, 1)).astype("float32")

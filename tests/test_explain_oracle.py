@@ -28,7 +28,7 @@ import pytest
 
 from kmodels import LEGACY, keras
 from pytest_kerasfreeze import explain
-from pytest_kerasfreeze.plan import predict
+from pytest_kerasfreeze.engine.plan import predict
 
 EXAMPLES = int(os.environ.get("KERASFREEZE_ORACLE_EXAMPLES", "24"))
 SEED = int(os.environ.get("KERASFREEZE_ORACLE_SEED", random.SystemRandom().randrange(10**6)))

@@ -208,8 +208,8 @@ def non_white(png_path):
     image = pytest.importorskip("matplotlib.image").imread(png_path)[..., :3]
     pixels = (np.asarray(image) * 255).reshape(-1, 3)
     painted = int((pixels.min(axis=1) < 235).sum())
-    from pytest_kerasfreeze.messages.pictures import TRAINABLE
-    from pytest_kerasfreeze.plots import COLORS
+    from pytest_kerasfreeze.engine.messages.pictures import TRAINABLE
+    from pytest_kerasfreeze.engine.plots import COLORS
 
     green = np.array([int(COLORS[TRAINABLE][i : i + 2], 16) for i in (1, 3, 5)])
     close = int((np.abs(pixels - green).max(axis=1) < 20).sum())

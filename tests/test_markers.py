@@ -58,7 +58,7 @@ def test_head_should_not_move():
         ]
     )
     assert "never reached" not in result.stdout.str()
-    assert "observer.py" not in result.stdout.str()  # plugin frames are hidden
+    assert "session.py" not in result.stdout.str()  # plugin frames are hidden
 
 
 def test_violated_trains_marker_on_train_on_batch(user_project):
@@ -217,7 +217,7 @@ def test_tests_without_marker_or_fixture_take_no_snapshot(user_project):
     user_project.makeconftest(
         """
 import pytest
-from pytest_kerasfreeze.captures import Capture
+from pytest_kerasfreeze.engine.captures import Capture
 
 TAKEN = []
 

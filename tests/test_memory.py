@@ -11,7 +11,7 @@ import types
 
 import pytest
 
-from pytest_kerasfreeze import memory
+from pytest_kerasfreeze._keras import memory
 
 GiB, MiB = 1 << 30, 1 << 20
 

@@ -9,7 +9,7 @@ import pytest
 
 from pytest_kerasfreeze import MultiProcessError
 from pytest_kerasfreeze._keras.hosts import Job
-from pytest_kerasfreeze.multihost import RECORD, exchange, judge
+from pytest_kerasfreeze.engine.multihost import RECORD, exchange, judge
 
 
 def records(*rows):

@@ -20,7 +20,7 @@ from pytest_kerasfreeze import (
     snapshot,
 )
 from pytest_kerasfreeze.markers import parse_marker
-from pytest_kerasfreeze.observer import TestObserver
+from pytest_kerasfreeze.session import TestObserver
 
 
 def training(model, x, y):

@@ -135,7 +135,8 @@ def test_the_wheel_holds_the_package_and_nothing_else(wheel, built):
         "pytest_kerasfreeze/__init__.py",
         "pytest_kerasfreeze/plugin.py",
         "pytest_kerasfreeze/py.typed",
-        "pytest_kerasfreeze/messages/__init__.py",
+        "pytest_kerasfreeze/engine/messages/__init__.py",
+        "pytest_kerasfreeze/_keras/__init__.py",
     } <= package
     source = built / "source" / "src"
     assert _files(source, "pytest_kerasfreeze/**/*.py") <= package

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from kmodels import BACKEND, LEGACY, compile_, data, keras, seed_containers
-from pytest_kerasfreeze import CompileOrderWarning, plots, snapshot
-from pytest_kerasfreeze.changes import Mover, WeightChange
-from pytest_kerasfreeze.findings import Finding
-from pytest_kerasfreeze.messages import MAX_SUBMODEL_ROWS, MAX_WEIGHT_ROWS, pictures
-from pytest_kerasfreeze.messages.html import diff_table
-from pytest_kerasfreeze.results import DiffFigures
+from pytest_kerasfreeze import CompileOrderWarning, snapshot
+from pytest_kerasfreeze.engine import plots
+from pytest_kerasfreeze.engine.changes import Mover, WeightChange
+from pytest_kerasfreeze.engine.findings import Finding
+from pytest_kerasfreeze.engine.messages import MAX_SUBMODEL_ROWS, MAX_WEIGHT_ROWS, pictures
+from pytest_kerasfreeze.engine.messages.html import diff_table
+from pytest_kerasfreeze.engine.results import DiffFigures
 from pytest_kerasfreeze.traps import TRAP_SEMANTICS
 
 needs_matplotlib = pytest.mark.skipif(

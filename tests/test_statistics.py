@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_kerasfreeze.buffers import BLOCK as _CHUNK
-from pytest_kerasfreeze.buffers import compare
+from pytest_kerasfreeze._keras.buffers import BLOCK as _CHUNK
+from pytest_kerasfreeze._keras.buffers import compare
 
 SPECIAL = [0.0, -0.0, 1.0, math.nan, math.inf, -math.inf]
 

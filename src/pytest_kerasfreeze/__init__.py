@@ -29,7 +29,6 @@ from pytest_kerasfreeze.exceptions import (
 __version__ = "0.2.0"
 
 if TYPE_CHECKING:
-    from pytest_kerasfreeze.changes import Mover, WeightChange
     from pytest_kerasfreeze.checks import (
         FreezeCheck,
         assert_frozen,
@@ -38,15 +37,16 @@ if TYPE_CHECKING:
         explain,
         snapshot,
     )
-    from pytest_kerasfreeze.findings import Finding
+    from pytest_kerasfreeze.engine.changes import Mover, WeightChange
+    from pytest_kerasfreeze.engine.findings import Finding
+    from pytest_kerasfreeze.engine.plan import PlanEntry, TrainingPlan
+    from pytest_kerasfreeze.engine.snapshots import Snapshot, diff
+    from pytest_kerasfreeze.engine.weightdiff import WeightDiff
     from pytest_kerasfreeze.guard import FreezeGuard, GuardCheck
     from pytest_kerasfreeze.modes import InferenceModeCheck, assert_inference_mode
-    from pytest_kerasfreeze.plan import PlanEntry, TrainingPlan
     from pytest_kerasfreeze.recording import Recording, record
     from pytest_kerasfreeze.reload import ReloadReport, assert_reload_trains_the_same
-    from pytest_kerasfreeze.snapshots import Snapshot, diff
     from pytest_kerasfreeze.tracker import TrainingRecord, WeightTracker
-    from pytest_kerasfreeze.weightdiff import WeightDiff
 
 _LAZY = {
     "FreezeCheck": "checks",
@@ -61,16 +61,16 @@ _LAZY = {
     "InferenceModeCheck": "modes",
     "ReloadReport": "reload",
     "explain": "checks",
-    "PlanEntry": "plan",
-    "TrainingPlan": "plan",
+    "PlanEntry": "engine.plan",
+    "TrainingPlan": "engine.plan",
     "Recording": "recording",
     "record": "recording",
-    "Finding": "findings",
-    "Mover": "changes",
-    "WeightChange": "changes",
-    "WeightDiff": "weightdiff",
-    "Snapshot": "snapshots",
-    "diff": "snapshots",
+    "Finding": "engine.findings",
+    "Mover": "engine.changes",
+    "WeightChange": "engine.changes",
+    "WeightDiff": "engine.weightdiff",
+    "Snapshot": "engine.snapshots",
+    "diff": "engine.snapshots",
     "TrainingRecord": "tracker",
     "WeightTracker": "tracker",
 }

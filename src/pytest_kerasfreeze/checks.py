@@ -13,18 +13,19 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any, overload
 
-from pytest_kerasfreeze import context, tracing
-from pytest_kerasfreeze.arguments import as_selectors, check_tolerances
-from pytest_kerasfreeze.attribution import Window
-from pytest_kerasfreeze.captures import Mode
+from pytest_kerasfreeze import context
+from pytest_kerasfreeze._keras import tracing
+from pytest_kerasfreeze.engine.arguments import as_selectors, check_tolerances
+from pytest_kerasfreeze.engine.attribution import Window
+from pytest_kerasfreeze.engine.captures import Mode
+from pytest_kerasfreeze.engine.messages import errors
+from pytest_kerasfreeze.engine.messages import explain as words
+from pytest_kerasfreeze.engine.optimizer_state import SlotSnapshot, frozen_slots_finding
+from pytest_kerasfreeze.engine.plan import TrainingPlan, foresee, predict
+from pytest_kerasfreeze.engine.results import Expect
+from pytest_kerasfreeze.engine.snapshots import Snapshot, take
+from pytest_kerasfreeze.engine.weightdiff import WeightDiff
 from pytest_kerasfreeze.exceptions import FreezeAssertionError
-from pytest_kerasfreeze.messages import errors
-from pytest_kerasfreeze.messages import explain as words
-from pytest_kerasfreeze.optimizer_state import SlotSnapshot, frozen_slots_finding
-from pytest_kerasfreeze.plan import TrainingPlan, foresee, predict
-from pytest_kerasfreeze.results import Expect
-from pytest_kerasfreeze.snapshots import Snapshot, take
-from pytest_kerasfreeze.weightdiff import WeightDiff
 
 
 def _taking(model: Any, layers: Sequence[Any], exclude: Any, mode: Mode | None) -> Snapshot:
@@ -57,7 +58,7 @@ def snapshot(model: Any, *layers: Any, exclude: Any = (), mode: Mode | None = No
 def explain(model: Any, *layers: Any, exclude: Any = ()) -> TrainingPlan:
     """What the model's next ``fit()`` / ``train_on_batch()`` will train on this Keras
     and backend, for the selected weights (all of the model's if none): a
-    :class:`~pytest_kerasfreeze.plan.TrainingPlan`. Nothing is trained, nothing about
+    :class:`~pytest_kerasfreeze.engine.plan.TrainingPlan`. Nothing is trained, nothing about
     the model changes, no value is read.
 
     In a test (or under :func:`~pytest_kerasfreeze.record`) each entry's ``set_at`` names
@@ -159,9 +160,9 @@ class FreezeCheck(Watch):
     """A check around a block of code: snapshot on entry, compare and judge on exit.
 
     ``assert_frozen(model, ...)``, ``assert_trains(...)`` and ``assert_trains_only(...)``
-    return one when no ``x`` is given. After a passing block, ``.diff`` holds the
-    :class:`WeightDiff`. An exception raised inside the block propagates unchanged and
-    nothing is checked.
+    return one when no ``x`` is given. After the block, ``.diff`` holds the filled
+    :class:`WeightDiff`, whether the check passed or raised. An exception raised inside
+    the block propagates unchanged and nothing is checked.
 
     Example::
 
@@ -209,10 +210,11 @@ class FreezeCheck(Watch):
         ):
             raise ValueError(
                 errors.no_declared_trainable(
-                    f"assert_{expect}", self._before.index.describe(self.layers, self.exclude),
+                    f"assert_{expect}",
+                    self._before.index.describe(self.layers, self.exclude),
                     str(model.name),
                 )
-            )  # fmt: skip
+            )
 
     def _start(self) -> None:
         # what the plan foresees for the call to come: its *why*s go into a failure
@@ -238,6 +240,7 @@ class FreezeCheck(Watch):
             self._abandon()
             return None  # the user's exception goes on untouched
         self._finish()
+        self.diff = self._open  # filled whether the judgement passes or raises
         self.diff = self._judge(self._open)
         return None
 
@@ -300,8 +303,15 @@ class FreezeCheck(Watch):
         return judged
 
 
-def _check(expect: Expect, model: Any, layers: Sequence[Any], x: Any, y: Any,
-           fit_kwargs: dict[str, Any], **options: Any) -> Any:  # fmt: skip
+def _check(
+    expect: Expect,
+    model: Any,
+    layers: Sequence[Any],
+    x: Any,
+    y: Any,
+    fit_kwargs: dict[str, Any],
+    **options: Any,
+) -> Any:
     __tracebackhide__ = True
     check = FreezeCheck(expect, model, layers, **options)
     if x is None:
@@ -339,10 +349,19 @@ def assert_frozen(
     optimizer_state: bool = False,
     **fit_kwargs: Any,
 ) -> WeightDiff: ...
-def assert_frozen(model: Any, *layers: Any, x: Any = None, y: Any = None, exclude: Any = (),
-                  by: Any = None, atol: float = 0.0, rtol: float = 0.0,
-                  mode: Mode | None = None, optimizer_state: bool = False,
-                  **fit_kwargs: Any) -> Any:  # fmt: skip
+def assert_frozen(
+    model: Any,
+    *layers: Any,
+    x: Any = None,
+    y: Any = None,
+    exclude: Any = (),
+    by: Any = None,
+    atol: float = 0.0,
+    rtol: float = 0.0,
+    mode: Mode | None = None,
+    optimizer_state: bool = False,
+    **fit_kwargs: Any,
+) -> Any:
     """Check that no selected weight (none of the model's if no selector) moves — or,
     with ``by`` (an optimizer, or the name of the model attribute holding it, like
     ``"g_optimizer"``), that this optimizer updates none of them, whatever else does.
@@ -366,8 +385,20 @@ def assert_frozen(model: Any, *layers: Any, x: Any = None, y: Any = None, exclud
             model.fit(x, y)   # nor may the optimizer's momenta/moments of the base change
     """
     __tracebackhide__ = True
-    return _check("frozen", model, layers, x, y, fit_kwargs, exclude=exclude, by=by,
-                  atol=atol, rtol=rtol, mode=mode, optimizer_state=optimizer_state)  # fmt: skip
+    return _check(
+        "frozen",
+        model,
+        layers,
+        x,
+        y,
+        fit_kwargs,
+        exclude=exclude,
+        by=by,
+        atol=atol,
+        rtol=rtol,
+        mode=mode,
+        optimizer_state=optimizer_state,
+    )
 
 
 @overload
@@ -393,9 +424,17 @@ def assert_trains(
     mode: Mode | None = None,
     **fit_kwargs: Any,
 ) -> WeightDiff: ...
-def assert_trains(model: Any, *layers: Any, x: Any = None, y: Any = None, exclude: Any = (),
-                  atol: float = 0.0, rtol: float = 0.0, mode: Mode | None = None,
-                  **fit_kwargs: Any) -> Any:  # fmt: skip
+def assert_trains(
+    model: Any,
+    *layers: Any,
+    x: Any = None,
+    y: Any = None,
+    exclude: Any = (),
+    atol: float = 0.0,
+    rtol: float = 0.0,
+    mode: Mode | None = None,
+    **fit_kwargs: Any,
+) -> Any:
     """Check that every declared-trainable weight of the selection (of the model if
     none) moves.
 
@@ -410,8 +449,9 @@ def assert_trains(model: Any, *layers: Any, x: Any = None, y: Any = None, exclud
             model.fit(x, y)
     """
     __tracebackhide__ = True
-    return _check("trains", model, layers, x, y, fit_kwargs, exclude=exclude, atol=atol,
-                  rtol=rtol, mode=mode)  # fmt: skip
+    return _check(
+        "trains", model, layers, x, y, fit_kwargs, exclude=exclude, atol=atol, rtol=rtol, mode=mode
+    )
 
 
 @overload
@@ -439,9 +479,18 @@ def assert_trains_only(
     mode: Mode | None = None,
     **fit_kwargs: Any,
 ) -> WeightDiff: ...
-def assert_trains_only(model: Any, *layers: Any, allow: Any = (), x: Any = None, y: Any = None,
-                       exclude: Any = (), atol: float = 0.0, rtol: float = 0.0,
-                       mode: Mode | None = None, **fit_kwargs: Any) -> Any:  # fmt: skip
+def assert_trains_only(
+    model: Any,
+    *layers: Any,
+    allow: Any = (),
+    x: Any = None,
+    y: Any = None,
+    exclude: Any = (),
+    atol: float = 0.0,
+    rtol: float = 0.0,
+    mode: Mode | None = None,
+    **fit_kwargs: Any,
+) -> Any:
     """The fine-tuning invariant in one check: every declared-trainable weight of the
     selection moves, **and no other weight of the model moves**.
 
@@ -456,5 +505,16 @@ def assert_trains_only(model: Any, *layers: Any, allow: Any = (), x: Any = None,
             model.fit(x, y)
     """
     __tracebackhide__ = True
-    return _check("trains_only", model, layers, x, y, fit_kwargs, exclude=exclude, allow=allow,
-                  atol=atol, rtol=rtol, mode=mode)  # fmt: skip
+    return _check(
+        "trains_only",
+        model,
+        layers,
+        x,
+        y,
+        fit_kwargs,
+        exclude=exclude,
+        allow=allow,
+        atol=atol,
+        rtol=rtol,
+        mode=mode,
+    )

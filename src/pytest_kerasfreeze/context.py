@@ -23,11 +23,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pytest_kerasfreeze.attribution import AttributionLog
-from pytest_kerasfreeze.captures import Mode
-from pytest_kerasfreeze.findings import Finding
-from pytest_kerasfreeze.provenance import Provenance
-from pytest_kerasfreeze.results import CallRecord, CheckResult, TestResults
+from pytest_kerasfreeze.engine.attribution import AttributionLog
+from pytest_kerasfreeze.engine.captures import Mode
+from pytest_kerasfreeze.engine.findings import Finding
+from pytest_kerasfreeze.engine.provenance import Provenance
+from pytest_kerasfreeze.engine.results import CallRecord, CheckResult, TestResults
 
 _ACTIVE: list[TestContext] = []
 

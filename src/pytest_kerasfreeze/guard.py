@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pytest_kerasfreeze import context
-from pytest_kerasfreeze.arguments import as_selectors, check_tolerances
-from pytest_kerasfreeze.captures import MODES, Mode
+from pytest_kerasfreeze._keras.flavors import callback_bases
+from pytest_kerasfreeze._keras.tracing import synced_model
+from pytest_kerasfreeze.engine.arguments import as_selectors, check_tolerances
+from pytest_kerasfreeze.engine.captures import MODES, Mode
+from pytest_kerasfreeze.engine.messages import errors, selector_text
+from pytest_kerasfreeze.engine.results import Expect
+from pytest_kerasfreeze.engine.snapshots import Snapshot, take
+from pytest_kerasfreeze.engine.weightdiff import WeightDiff
 from pytest_kerasfreeze.exceptions import FreezeAssertionError, FreezeViolationWarning
-from pytest_kerasfreeze.flavors import callback_bases
-from pytest_kerasfreeze.messages import errors, selector_text
-from pytest_kerasfreeze.results import Expect
-from pytest_kerasfreeze.snapshots import Snapshot, take
-from pytest_kerasfreeze.tracing import synced_model
-from pytest_kerasfreeze.weightdiff import WeightDiff
 
 OnViolation = Literal["raise", "warn", "stop"]
 _ON_VIOLATION = ("raise", "warn", "stop")
@@ -132,8 +132,9 @@ class FreezeGuard:
     def on_train_begin(self, logs: Any = None) -> None:
         ctx = context.current()
         above = ctx.digest_above if ctx is not None else None
-        self._before = take(synced_model(self.model), observations=ctx, mode=self.mode,
-                            digest_above=above)  # fmt: skip
+        self._before = take(
+            synced_model(self.model), observations=ctx, mode=self.mode, digest_above=above
+        )
         self._epoch = 0
 
     def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
@@ -159,8 +160,12 @@ class FreezeGuard:
 
     # -- checking ----------------------------------------------------------------------
     def _label(self) -> str:
-        options = (("frozen", self.frozen), ("trains", self.trains),
-                   ("trains_only", self.trains_only or ()), ("allow", self.allow))  # fmt: skip
+        options = (
+            ("frozen", self.frozen),
+            ("trains", self.trains),
+            ("trains_only", self.trains_only or ()),
+            ("allow", self.allow),
+        )
         parts = [f"{name}={_selection(value)}" for name, value in options if value]
         return f"FreezeGuard({', '.join(parts)})"
 
@@ -182,9 +187,17 @@ class FreezeGuard:
         failures = []
         for expect, selectors in plan:
             try:
-                diff.check(expect, selectors, exclude=self.exclude, allow=self.allow,
-                            atol=self.atol, rtol=self.rtol, source="guard",
-                            label=self._label(), call=when)  # fmt: skip
+                diff.check(
+                    expect,
+                    selectors,
+                    exclude=self.exclude,
+                    allow=self.allow,
+                    atol=self.atol,
+                    rtol=self.rtol,
+                    source="guard",
+                    label=self._label(),
+                    call=when,
+                )
             except FreezeAssertionError as err:
                 failures.append(str(err))
         diff.release_values(keep_before=True)  # a result keeps figures; the start stays

@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_kerasfreeze.arguments import as_selectors, check_tolerances
-from pytest_kerasfreeze.flavors import flavor_of
-from pytest_kerasfreeze.messages import errors, selector_text
-from pytest_kerasfreeze.results import Expect
+from pytest_kerasfreeze._keras.flavors import flavor_of
+from pytest_kerasfreeze.engine.arguments import as_selectors, check_tolerances
+from pytest_kerasfreeze.engine.messages import errors, selector_text
+from pytest_kerasfreeze.engine.results import Expect
 
 _KEYWORDS = {
     "frozen": ("exclude", "by", "atol", "rtol", "optimizer_state"),
@@ -51,8 +51,9 @@ class MarkerSpec:
     def label(self) -> str:
         extra = "".join(
             f", {k}={selector_text(v) if len(v) == 1 else '(' + selector_text(v) + ')'}"
-            for k, v in (("allow", self.allow), ("exclude", self.exclude)) if v
-        )  # fmt: skip
+            for k, v in (("allow", self.allow), ("exclude", self.exclude))
+            if v
+        )
         if self.by is not None:
             extra += f", by={self.by if isinstance(self.by, str) else type(self.by).__name__!r}"
         if self.optimizer_state:

@@ -7,8 +7,8 @@ Frozen is not inference mode. Under ``fit()`` every layer's ``call`` receives
 frozen (``training and trainable``), a Dropout runs in the ``training`` value that
 reaches it whatever its flag, and a functional ``base(x, training=False)`` is overridden
 by ``fit()`` on Keras releases with keras-team/keras#20285. The check records what
-reached each layer (:class:`~pytest_kerasfreeze.interception.ModePatch`, installed for
-the block only) and applies that rule (:func:`~pytest_kerasfreeze.flavors.mode_ran`).
+reached each layer (:class:`~pytest_kerasfreeze._keras.interception.ModePatch`, installed for
+the block only) and applies that rule (:func:`~pytest_kerasfreeze._keras.flavors.mode_ran`).
 
 Example::
 
@@ -25,18 +25,18 @@ from typing import Any
 
 import numpy as np
 
-from pytest_kerasfreeze.arguments import as_selectors
-from pytest_kerasfreeze.exceptions import FreezeAssertionError, LayerNotFoundError
-from pytest_kerasfreeze.findings import FROZEN_IN_TRAINING, Finding
-from pytest_kerasfreeze.flavors import (
+from pytest_kerasfreeze._keras.flavors import (
     has_train_function,
     is_batch_normalization,
     mode_ran,
     takes_training,
 )
-from pytest_kerasfreeze.interception import ModePatch
-from pytest_kerasfreeze.messages import errors, explain, selector_text
-from pytest_kerasfreeze.selection import ModelIndex
+from pytest_kerasfreeze._keras.interception import ModePatch
+from pytest_kerasfreeze.engine.arguments import as_selectors
+from pytest_kerasfreeze.engine.findings import FROZEN_IN_TRAINING, Finding
+from pytest_kerasfreeze.engine.messages import errors, explain, selector_text
+from pytest_kerasfreeze.engine.selection import ModelIndex
+from pytest_kerasfreeze.exceptions import FreezeAssertionError, LayerNotFoundError
 
 
 class InferenceModeCheck:
@@ -235,9 +235,13 @@ class InferenceModeCheck:
             return None
         summary, explanation, fix = explain.frozen_in_training(str(self.model.name), frozen)
         return Finding(
-            FROZEN_IN_TRAINING, str(self.model.name), summary, explanation, fix,
+            FROZEN_IN_TRAINING,
+            str(self.model.name),
+            summary,
+            explanation,
+            fix,
             [p for p, _, _, _ in frozen],
-        )  # fmt: skip
+        )
 
 
 def assert_inference_mode(

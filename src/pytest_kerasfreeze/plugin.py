@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_kerasfreeze import reporting
+from pytest_kerasfreeze.engine.messages import errors
 from pytest_kerasfreeze.exceptions import KerasFreezeWarning
-from pytest_kerasfreeze.messages import errors
 from pytest_kerasfreeze.terminal import REPORT_ATTR
 
 if TYPE_CHECKING:
-    from pytest_kerasfreeze.observer import TestObserver
+    from pytest_kerasfreeze.session import TestObserver
     from pytest_kerasfreeze.tracker import WeightTracker
 
 # The engine (numpy, the Keras adapters) is imported when the first test runs, not when
@@ -183,7 +183,7 @@ def pytest_runtest_protocol(
     if getattr(item, "is_kerasfreeze_lint", False):  # a lint item trains nothing
         return (yield)
     from pytest_kerasfreeze.markers import MarkerUsageError
-    from pytest_kerasfreeze.observer import TestObserver
+    from pytest_kerasfreeze.session import TestObserver
 
     config = item.config
     chosen = _trap_option(config)

@@ -2,7 +2,7 @@
 ``compile()`` and training calls in a notebook or a script, so that ``explain()`` names
 the line that set each flag.
 
-It installs the same patches a test gets (:class:`~pytest_kerasfreeze.interception.
+It installs the same patches a test gets (:class:`~pytest_kerasfreeze._keras.interception.
 Interception`) and puts back the very same objects when it stops — at the end of its
 ``with`` block, or on :meth:`Recording.stop`, even when the block raises.
 
@@ -21,8 +21,8 @@ from __future__ import annotations
 from types import TracebackType
 
 from pytest_kerasfreeze import context
-from pytest_kerasfreeze.observer import TestObserver
-from pytest_kerasfreeze.provenance import Provenance
+from pytest_kerasfreeze.engine.provenance import Provenance
+from pytest_kerasfreeze.session import TestObserver
 
 
 class Recording:

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from pytest_kerasfreeze._keras.flavors import is_legacy, load_model
+from pytest_kerasfreeze.engine.messages import errors
+from pytest_kerasfreeze.engine.selection import ModelIndex
 from pytest_kerasfreeze.exceptions import FreezeAssertionError
-from pytest_kerasfreeze.flavors import is_legacy, load_model
-from pytest_kerasfreeze.messages import errors
-from pytest_kerasfreeze.selection import ModelIndex
 
 FORMATS = ("keras", "h5", "tf")
 

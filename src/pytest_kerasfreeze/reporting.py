@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_kerasfreeze.engine.messages import errors, pictures
 from pytest_kerasfreeze.exceptions import KerasFreezeWarning
-from pytest_kerasfreeze.messages import errors, pictures
 from pytest_kerasfreeze.terminal import SessionResults
 
 if TYPE_CHECKING:
-    from pytest_kerasfreeze.results import CheckResult
+    from pytest_kerasfreeze.engine.results import CheckResult
 
 # the PNG of each check drawn so far in this test: a picture is drawn once
 PNG_KEY = pytest.StashKey["dict[int, bytes]"]()
@@ -44,7 +44,7 @@ def check_plot_options(config: pytest.Config) -> None:
         if plot_all(config):
             raise pytest.UsageError(pictures.plot_all_without_dir())
         return
-    from pytest_kerasfreeze import plots
+    from pytest_kerasfreeze.engine import plots
 
     if not plots.available():
         raise pytest.UsageError(pictures.plot_option_without_matplotlib())
@@ -83,7 +83,7 @@ def junit_line(check: CheckResult) -> str:
 
 def _png(item: pytest.Item, check: CheckResult) -> bytes:
     """The picture of one check (drawn once per test and check)."""
-    from pytest_kerasfreeze import plots
+    from pytest_kerasfreeze.engine import plots
 
     drawn = item.stash.setdefault(PNG_KEY, {})
     if id(check) not in drawn:
@@ -123,7 +123,7 @@ def attach_html_extras(
     """pytest-html: each failing check's report (escaped, in ``<pre>``) and its picture
     (a PNG inlined at full size) go to this phase's report. Through the loaded plugin's
     own ``extras`` module (pytest-html 4): pytest-html is never imported here."""
-    from pytest_kerasfreeze import plots
+    from pytest_kerasfreeze.engine import plots
 
     extras = getattr(item.config.pluginmanager.getplugin("html"), "extras", None)
     if extras is None:  # a pytest-html without the 4.x module layout: no extras

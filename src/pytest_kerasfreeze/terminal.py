@@ -18,8 +18,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pytest_kerasfreeze.findings import COMPILE_ORDER
-from pytest_kerasfreeze.messages import reports
+from pytest_kerasfreeze.engine.findings import COMPILE_ORDER
+from pytest_kerasfreeze.engine.messages import reports
 
 REPORT_ATTR = "kerasfreeze"
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from pytest_kerasfreeze.captures import Mode
 from pytest_kerasfreeze.checks import Watch, snapshot
-from pytest_kerasfreeze.findings import Finding
-from pytest_kerasfreeze.snapshots import Snapshot
-from pytest_kerasfreeze.weightdiff import WeightDiff
+from pytest_kerasfreeze.engine.captures import Mode
+from pytest_kerasfreeze.engine.findings import Finding
+from pytest_kerasfreeze.engine.snapshots import Snapshot
+from pytest_kerasfreeze.engine.weightdiff import WeightDiff
 
 
 @dataclass

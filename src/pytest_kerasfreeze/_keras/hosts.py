@@ -15,7 +15,7 @@ A :class:`Job` offers what the engine has: a key-value store in its coordination
 service (JAX's distributed client, TensorFlow's coordination service), with bounded
 waits, and a collective that gathers one small array from every process
 (``jax.experimental.multihost_utils.process_allgather``, the strategy's ``all_gather``).
-What is exchanged, and when, is :mod:`pytest_kerasfreeze.multihost`'s business.
+What is exchanged, and when, is :mod:`pytest_kerasfreeze.engine.multihost`'s business.
 
 Example::
 
@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from pytest_kerasfreeze import buffers, digests
+from pytest_kerasfreeze._keras import buffers, digests
 
 
 class Job:
@@ -185,7 +185,7 @@ def job_of(raw: Any) -> Job | None:
 class HeldPiece:
     """One piece of a weight this process holds: its ``id`` (the same on every
     process), whether this process ``owned`` it (its figures count), what a capture
-    keeps of it (a numpy copy, or a :class:`~pytest_kerasfreeze.digests.Digest`), and
+    keeps of it (a numpy copy, or a :class:`~pytest_kerasfreeze._keras.digests.Digest`), and
     the ``drift`` of this process's replicas of it (largest |replica − replica 0|)."""
 
     id: int

@@ -2,7 +2,8 @@
 
 A static check of ``.py`` files and ``.ipynb`` notebooks with Python's ``ast``: it imports
 nothing of Keras, TensorFlow, JAX or PyTorch, and nothing of the runtime engine but the
-trap table (:mod:`pytest_kerasfreeze.traps`) and the words (:mod:`pytest_kerasfreeze.messages`).
+trap table (:mod:`pytest_kerasfreeze.traps`) and the words
+(:mod:`pytest_kerasfreeze.engine.messages`).
 
 * :mod:`~pytest_kerasfreeze.lint.sources`: reading scripts and notebooks, ``# noqa``;
 * :mod:`~pytest_kerasfreeze.lint.state`, :mod:`~pytest_kerasfreeze.lint.flow`: the flow

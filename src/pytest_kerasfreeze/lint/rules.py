@@ -2,7 +2,7 @@
 
 :class:`Rules` is told each event of the flow pass (a flag set, a ``compile()``, a
 training call, weights created) and answers with :class:`LintFinding` s; the words come
-from :mod:`pytest_kerasfreeze.messages.static`. A rule speaks only when every fact it
+from :mod:`pytest_kerasfreeze.engine.messages.static`. A rule speaks only when every fact it
 needs is known on the path: a model's compile, the flag at that compile, the flag now.
 
 Example::
@@ -18,6 +18,7 @@ import ast
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pytest_kerasfreeze.engine.messages import static
 from pytest_kerasfreeze.lint.state import (
     BOTH,
     Assignment,
@@ -28,7 +29,6 @@ from pytest_kerasfreeze.lint.state import (
     State,
     Where,
 )
-from pytest_kerasfreeze.messages import static
 
 RULES = {
     "KF101": "trainable set after compile() and before a training call, no compile between",
