@@ -27,6 +27,7 @@ BACKEND_FREE_FILES = {
     "test_architecture.py",
     "test_lint.py",
     "test_lint_pytest.py",
+    "test_multihost.py",
     "test_packaging.py",
     "test_repo.py",
 }
