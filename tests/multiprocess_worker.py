@@ -21,6 +21,7 @@ of training and after every epoch — the truth the test combines, never the plu
 import json
 import os
 import sys
+import time
 import traceback
 import warnings
 
@@ -204,8 +205,16 @@ def main():
     ]
     result["is_multiprocess_error"] = result["error"] == MultiProcessError.__name__
     np.savez(os.path.join(OUT, f"truth-{INDEX}.npz"), **truth.arrays)
-    with open(os.path.join(OUT, f"result-{INDEX}.json"), "w") as f:
+    written = os.path.join(OUT, f"result-{INDEX}.json")
+    with open(written + ".part", "w") as f:
         json.dump(result, f)
+    os.replace(written + ".part", written)
+    if INDEX == 0 and SCENARIO != "killed":
+        # process 0 hosts the coordination service: a peer whose service goes away
+        # aborts (the engine's own failure handling), so it stays until the peer is done
+        peer, deadline = os.path.join(OUT, "result-1.json"), time.monotonic() + 60
+        while not os.path.exists(peer) and time.monotonic() < deadline:
+            time.sleep(0.1)
     sys.stdout.flush()
     os._exit(0)  # no shutdown barrier: a peer may be gone (the killed scenario)
 
