@@ -233,8 +233,8 @@ def test_multi_worker_mirrored_a_killed_worker_gives_a_clear_error(tmp_path):
 @pytest.mark.xfail(
     strict=True,
     reason="Keras 3.15's TensorFlow trainer cannot fit() under MultiWorkerMirroredStrategy: "
-    "_maybe_symbolic_build reduces a tuple of PerReplica batches (ValueError), before "
-    "any callback runs",
+    "_maybe_symbolic_build reduces a tuple of PerReplica batches (ValueError) before any "
+    "callback runs; built by hand, its metrics' reduction fails next",
 )
 def test_keras3_multi_worker_mirrored_fit(tmp_path):
     results, logs, _ = run_pair(tmp_path, "freeze", "digest", engine="tensorflow")
