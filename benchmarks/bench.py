@@ -754,6 +754,9 @@ combine = statistics.median(combining[-repeat:]) if combining else 0.0
 print(json.dumps({"median": statistics.median(times), "params": model.count_params(),
                   "combine": combine}))
 sys.stdout.flush()
+if index >= 0:  # process 0 hosts the coordination service: leave together
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("done")
 os._exit(0)
 """
 
