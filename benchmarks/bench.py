@@ -751,8 +751,18 @@ for _ in range(repeat):
     before.diff(before.retake()).assert_frozen()
     times.append(time.perf_counter() - start)
 combine = statistics.median(combining[-repeat:]) if combining else 0.0
+alone = []  # the combine step with both processes arriving together: its own cost
+if index >= 0:
+    from jax.experimental import multihost_utils
+    after = before.retake()
+    for _ in range(repeat):
+        multihost_utils.sync_global_devices("combine")
+        start = time.perf_counter()
+        multihost.combine(before, after, 0.0, 0.0)
+        alone.append(time.perf_counter() - start)
+combine_alone = statistics.median(alone) if alone else 0.0
 print(json.dumps({"median": statistics.median(times), "params": model.count_params(),
-                  "combine": combine}))
+                  "combine": combine, "alone": combine_alone}))
 sys.stdout.flush()
 if index >= 0:  # process 0 hosts the coordination service: leave together
     from jax.experimental import multihost_utils
@@ -789,11 +799,13 @@ def bench_multihost(args, results):
     outputs = [figures(p) for p in [probe(0), probe(1)]]
     multi = max(o["median"] for o in outputs)
     combine = max(o["combine"] for o in outputs)
+    alone = max(o["alone"] for o in outputs)
     results["2 JAX processes, digest check vs 1 process"] = (
         multi / single["median"],
         f"{multi * 1e3:.0f} ms vs {single['median'] * 1e3:.0f} ms per check, of which "
-        f"{combine * 1e3:.1f} ms the combine step; {single['params'] / 1e6:.0f}M params, "
-        "2 processes sharing this machine's cores",
+        f"{combine * 1e3:.1f} ms in the combine step (waiting for the slower process "
+        f"included; {alone * 1e3:.1f} ms when both arrive together); "
+        f"{single['params'] / 1e6:.0f}M params, 2 processes sharing this machine's cores",
     )
 
 
