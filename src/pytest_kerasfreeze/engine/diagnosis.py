@@ -177,22 +177,21 @@ def trap_finding(
         lines.append(explain.creation(paths, via, where))
         origins.insert(0, f"by {via}() at {where}")
     summary, explanation, fix = explain.trap(
-        model=index.name,
-        method=method,
-        phase=phase,
-        ref_event=ref.event,
-        ref_location=ref.location,
-        assignments=lines,
-        origin=origins[0] if origins else f"compile() at {ref.location}",
-        frozen=_layer_paths(index, frozen),
-        n_frozen=len(frozen),
-        unfrozen=_layer_paths(index, unfrozen),
-        n_unfrozen=len(unfrozen),
-        created=_layer_paths(index, created),
-        n_created=len(created),
-        runtime=runtime,
-        here=runtime_label(runtime),
-        gan_hint=any(a.layer is model and not a.value for a in assignments),
+        explain.TrapFacts(
+            model=index.name,
+            method=method,
+            phase=phase,
+            ref_event=ref.event,
+            ref_location=ref.location,
+            assignments=lines,
+            origin=origins[0] if origins else f"compile() at {ref.location}",
+            runtime=runtime,
+            here=runtime_label(runtime),
+            frozen=explain.Changed(len(frozen), _layer_paths(index, frozen)),
+            unfrozen=explain.Changed(len(unfrozen), _layer_paths(index, unfrozen)),
+            created=explain.Changed(len(created), _layer_paths(index, created)),
+            gan_hint=any(a.layer is model and not a.value for a in assignments),
+        )
     )
     direction: Direction = "create" if created else "unfreeze" if unfrozen else "freeze"
     return Finding(

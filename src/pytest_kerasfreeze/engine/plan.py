@@ -22,6 +22,7 @@ from pytest_kerasfreeze.engine.messages.reports import Expectation
 from pytest_kerasfreeze.engine.prediction import PlanEntry, Prediction, plan_entries
 from pytest_kerasfreeze.engine.provenance import Provenance
 from pytest_kerasfreeze.engine.selection import ModelIndex
+from pytest_kerasfreeze.engine.verdicts import Breach
 from pytest_kerasfreeze.exceptions import FreezeAssertionError, KerasFreezeWarning
 
 __all__ = ["PlanEntry", "TrainingPlan", "predict"]
@@ -139,17 +140,17 @@ class TrainingPlan:
                 plan_text.plan_raises(label, self.model_name, self.raises, self.finding),
                 findings=[self.finding] if self.finding else [],
             )
-        halves: list[tuple[str, list[PlanEntry], list[PlanEntry]]] = []
+        halves: list[tuple[Breach, list[PlanEntry], list[PlanEntry]]] = []
         if expect != "frozen":
             pool = [e for e in selected if e.declared_trainable]
-            halves.append(("did not move", [e for e in pool if not e.will_train], pool))
+            halves.append((Breach.STUCK, [e for e in pool if not e.will_train], pool))
         if expect == "frozen":
-            halves.append(("moved", [e for e in selected if e.will_train], selected))
+            halves.append((Breach.MOVED, [e for e in selected if e.will_train], selected))
         if expect == "trains_only":
             inside = {e.path for e in selected}
             inside |= {index.info[id(v)].path for v in index.select_optional(as_selectors(allow))}
             outside = [e for e in self._all.values() if e.path not in inside]
-            halves.append(("moved", [e for e in outside if e.will_train], outside))
+            halves.append((Breach.MOVED, [e for e in outside if e.will_train], outside))
         failed = [h for h in halves if h[1]]
         if failed:
             expectation = Expectation(expect, tuple(layers), 0.0, 0.0, tuple(exclude))

@@ -7,16 +7,29 @@ both that and the weights outside the selection (and outside ``allow``) that mov
 Example::
 
     halves("frozen", selected, everything, set(), None)
-    # [("moved", [changes that moved], selected)]
+    # [(Breach.MOVED, [changes that moved], selected)]
+
+A half says which way it breaks as a :class:`Breach`; its words are the report's
+(``engine/messages/reports.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from enum import Enum
 
 from pytest_kerasfreeze.engine.changes import OptimizerRef, WeightChange
 
-Half = tuple[str, list[WeightChange], list[WeightChange]]  # (what, offending, population)
+
+class Breach(Enum):
+    """How a weight breaks one half of a check."""
+
+    MOVED = "moved"  # it must not move, and it did
+    STUCK = "stuck"  # it must train, and it did not move
+    UPDATED_BY = "updated_by"  # by=: the named optimizer updated it
+
+
+Half = tuple[Breach, list[WeightChange], list[WeightChange]]  # (breach, offending, population)
 
 
 def halves(
@@ -31,16 +44,16 @@ def halves(
     out: list[Half] = []
     if expect in ("trains", "trains_only"):
         pool = [c for c in selected if c.declared_trainable]
-        out.append(("did not move", [c for c in pool if not c.moved], pool))
+        out.append((Breach.STUCK, [c for c in pool if not c.moved], pool))
     if expect == "frozen" and by is not None:
         stepped = [c for c in selected if any(by.matches(m) for m in c.moved_by)]
-        out.append((f"were updated by {by.name}", stepped, list(selected)))
+        out.append((Breach.UPDATED_BY, stepped, list(selected)))
     elif expect == "frozen":
-        out.append(("moved", [c for c in selected if c.moved], list(selected)))
+        out.append((Breach.MOVED, [c for c in selected if c.moved], list(selected)))
     if expect == "trains_only":
         inside = {c.path for c in selected} | allowed
         outside = [c for c in everything if c.path not in inside]
-        out.append(("moved", [c for c in outside if c.moved], outside))
+        out.append((Breach.MOVED, [c for c in outside if c.moved], outside))
     return out
 
 
@@ -49,7 +62,7 @@ def foreseen(failed: Sequence[Half], predicted: Mapping[str, tuple[bool, str]]) 
     "will train" of one that moved, "will not" of one that did not)."""
     return {
         c.path: predicted[c.path][1]
-        for what, bad, _ in failed
+        for breach, bad, _ in failed
         for c in bad
-        if c.path in predicted and predicted[c.path][0] == (what == "moved")
+        if c.path in predicted and predicted[c.path][0] == (breach is not Breach.STUCK)
     }

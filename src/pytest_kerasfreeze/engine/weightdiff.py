@@ -409,7 +409,7 @@ class WeightDiff:
             return judged, result, None
         diagnosis = judged.diagnose(findings)
         nonfinite = {}
-        stuck = [c for what, bad, _ in failed if what == "did not move" for c in bad]
+        stuck = [c for breach, bad, _ in failed if breach is verdicts.Breach.STUCK for c in bad]
         if stuck:
             nonfinite = judged.nonfinite_counts(stuck)
         if nonfinite:  # the real reason they "did not move": say it first

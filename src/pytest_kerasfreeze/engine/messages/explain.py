@@ -8,6 +8,7 @@ at``), so a freeze and a compile cannot be confused.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_kerasfreeze.engine.messages import names, plural
@@ -31,29 +32,46 @@ MOMENTS: dict[Phase, str] = {
 
 
 # -- the compile-order trap -----------------------------------------------------------
-def trap(
-    *,
-    model: str,
-    method: str,
-    phase: Phase,
-    ref_event: str,
-    ref_location: str,
-    assignments: Sequence[str],
-    origin: str,
-    frozen: Sequence[str],
-    n_frozen: int,
-    unfrozen: Sequence[str],
-    n_unfrozen: int,
-    created: Sequence[str] = (),
-    n_created: int = 0,
-    runtime: Runtime,
-    here: str,
-    gan_hint: bool,
-) -> Texts:
-    """``origin``: where the change came from, labelled (``set at x.py:3``);
-    ``frozen``/``unfrozen``/``created``: the layer paths concerned; ``assignments``:
-    the lines that made the change (``layer.trainable = v set at file:line``, ``... created
-    by enable_lora() at file:line``)."""
+@dataclass(frozen=True)
+class Changed:
+    """The weights one kind of change touched: how many, and the layer paths holding them."""
+
+    n: int = 0
+    layers: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class TrapFacts:
+    """What the diagnosis knows of one compile-order trap, for :func:`trap` to say.
+
+    ``origin``: where the change came from, labelled (``set at x.py:3``);
+    ``assignments``: the lines that made the change (``layer.trainable = v set at
+    file:line``, ``... created by enable_lora() at file:line``); ``ref_event`` and
+    ``ref_location``: the compile() or training call the change came after."""
+
+    model: str
+    method: str
+    phase: Phase
+    ref_event: str
+    ref_location: str
+    assignments: Sequence[str]
+    origin: str
+    runtime: Runtime
+    here: str  # this process's Keras, with its version: "Keras 3.15.1 on TensorFlow"
+    frozen: Changed = Changed()
+    unfrozen: Changed = Changed()
+    created: Changed = Changed()
+    gan_hint: bool = False
+
+
+def trap(facts: TrapFacts) -> Texts:
+    """The summary, explanation and fix of a compile-order trap finding."""
+    model, method, phase = facts.model, facts.method, facts.phase
+    ref_event, ref_location, assignments = facts.ref_event, facts.ref_location, facts.assignments
+    runtime, here = facts.runtime, facts.here
+    n_frozen, frozen = facts.frozen.n, facts.frozen.layers
+    n_unfrozen, unfrozen = facts.unfrozen.n, facts.unfrozen.layers
+    n_created, created = facts.created.n, facts.created.layers
     direction: Direction = "create" if n_created else "unfreeze" if n_unfrozen else "freeze"
     outcome, behaviour = TRAP_SEMANTICS[(runtime, phase, direction)]
     if phase == "after-compile":
@@ -97,7 +115,7 @@ def trap(
         )
     else:
         fix = created_fix(model) if n_created else recompile_fix(model)
-    if gan_hint:
+    if facts.gan_hint:
         fix += " " + GAN_FIX
     moment = MOMENTS[phase]
     if n_created:
@@ -107,7 +125,7 @@ def trap(
     else:
         verb = "frozen" if not n_unfrozen else "unfrozen" if not n_frozen else "changed"
         what = f"{plural(n_frozen + n_unfrozen, 'weight')} {verb} {moment}"
-    summary = f"{model}: {what} ({origin}); {here}: {outcome}"
+    summary = f"{model}: {what} ({facts.origin}); {here}: {outcome}"
     return summary, "\n".join(lines), fix
 
 

@@ -20,6 +20,7 @@ from pytest_kerasfreeze.engine.messages.reports import (
     heading_lines,
     members_of,
 )
+from pytest_kerasfreeze.engine.verdicts import Breach
 from pytest_kerasfreeze.traps import Direction, Phase
 
 MAX_PLAN_ROWS = 40  # weights listed in a printed plan
@@ -234,7 +235,7 @@ def plan_failure(
     model: str,
     here: str,
     expectation: Expectation,
-    halves: Sequence[tuple[str, Sequence[Entry], Sequence[Entry]]],
+    halves: Sequence[tuple[Breach, Sequence[Entry], Sequence[Entry]]],
     finding: Finding | None,
 ) -> str:
     """The message of a check judged on the plan: the helpers' shape (what was expected,
@@ -248,13 +249,13 @@ def plan_failure(
         f"predicted for the next fit() on {here}",
         FUTURE,
     )
-    for what, bad, pool in halves:
-        lines += ["", f"Weights that {_future(what)}:"]
+    for breach, bad, pool in halves:
+        lines += ["", f"Weights that {FUTURE[breach]}:"]
         totals = {name: len(m) for name, m in _groups(pool, model).items()}
         shown = 0
         for name, members in _groups(bad, model).items():
             lines.append(
-                f"  {name}: {members_of(len(members), totals.get(name, 0))} {_future(what)}"
+                f"  {name}: {members_of(len(members), totals.get(name, 0))} {FUTURE[breach]}"
             )
             for entry in members[: max(MAX_WEIGHT_ROWS - shown, 0)]:
                 lines.append(f"    {entry.path}: {entry.why}")
@@ -271,11 +272,7 @@ def plan_raises(label: str, model: str, raises: str, finding: Finding | None) ->
     return "\n".join(lines + findings_lines([finding] if finding else []))
 
 
-FUTURE = {"moved": "will train", "did not move": "will not train"}
-
-
-def _future(what: str) -> str:
-    return FUTURE.get(what, what)
+FUTURE = {Breach.MOVED: "will train", Breach.STUCK: "will not train"}
 
 
 def custom_step_warning(label: str, model: str) -> str:

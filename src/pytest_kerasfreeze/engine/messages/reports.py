@@ -30,6 +30,7 @@ from pytest_kerasfreeze.engine.messages import (
     selection_text,
     weight_cells,
 )
+from pytest_kerasfreeze.engine.verdicts import Breach
 
 
 # -- expectations ---------------------------------------------------------------------
@@ -224,7 +225,7 @@ def failure_message(
     title: str,
     model_name: str,
     expectation: Expectation,
-    halves: Sequence[tuple[str, Sequence[WeightChange], Sequence[WeightChange]]],
+    halves: Sequence[tuple[Breach, Sequence[WeightChange], Sequence[WeightChange]]],
     by_submodel: Mapping[str, tuple[int, int]],
     findings: Sequence[Finding] = (),
     nonfinite: Mapping[str, int] | None = None,
@@ -236,9 +237,9 @@ def failure_message(
     ``whys``: ``{path: why}`` from the plan made before the call (``explain()``), for
     the offending weights whose fate it foresaw; said in the diagnosis.
 
-    ``halves`` lists, for each part of the expectation that failed, ``(what, offending,
-    population)``: ``what`` is "did not move" or "moved", ``population`` the weights
-    that part looked at (``trains_only`` has two parts).
+    ``halves`` lists, for each part of the expectation that failed, ``(breach,
+    offending, population)``: ``population`` is the weights that part looked at
+    (``trains_only`` has two parts).
     """
     offending = [c for _, bad, _ in halves for c in bad]
     lines = heading_lines(title, model_name, expectation, halves, expectation.tolerance())
@@ -247,9 +248,9 @@ def failure_message(
         lines.append(biggest)
     if digest:
         lines.append(DIGEST_NOTE)
-    for what, bad, pool in halves:
-        where = _where(what, expectation)
-        lines += ["", f"Weights {where}that {what}:"]
+    for breach, bad, pool in halves:
+        what = breach_words(breach, expectation)
+        lines += ["", f"Weights {_where(breach, expectation)}that {what}:"]
         lines += weight_table(bad, model_name, pool, what, nonfinite)
     bad_paths = {c.path.rsplit("/", 1)[0] for c in offending}
     bad_nodes = {p for p in by_submodel if any(b == p or b.startswith(p + "/") for b in bad_paths)}
@@ -283,43 +284,56 @@ def heading_lines(
     title: str,
     model_name: str,
     expectation: Expectation,
-    halves: Sequence[tuple[str, Sized, Sized]],
+    halves: Sequence[tuple[Breach, Sized, Sized]],
     how: str,
-    said: Mapping[str, str] | None = None,
+    said: Mapping[Breach, str] | None = None,
 ) -> list[str]:
     """The head of a failed check: what broke it, what was expected (``how``: the
     tolerance, or the prediction it was judged on), the share of each half.
-    ``said``: other words for a half's ``what`` ("will train" for "moved")."""
+    ``said``: other words for a breach (the plan's "will train" for moved)."""
     said = said or {}
+
+    def words(breach: Breach) -> str:
+        return said.get(breach) or breach_words(breach, expectation)
+
     head = "; ".join(
-        f"{len(bad)} of {population_word(what, expectation, len(pool))} {said.get(what, what)}"
-        for what, bad, pool in halves
+        f"{len(bad)} of {population_word(breach, expectation, len(pool))} {words(breach)}"
+        for breach, bad, pool in halves
     )
     lines = [
         f"{title}: {head} in model {model_name!r}",
         f"Expected: {expectation.describe()} ({how})",
     ]
-    for what, bad, pool in halves:
+    for breach, bad, pool in halves:
         share = len(bad) / len(pool) if len(pool) else 0.0
-        label = "Mismatched weights" if len(halves) == 1 else f"Weights that {said.get(what, what)}"
+        label = "Mismatched weights" if len(halves) == 1 else f"Weights that {words(breach)}"
         lines.append(f"{label}: {len(bad)} / {len(pool)} ({share:.1%})")
     return lines
 
 
-def population_word(what: str, expectation: Expectation, n: int) -> str:
+def breach_words(breach: Breach, expectation: Expectation) -> str:
+    """``"moved"``, ``"did not move"``, ``"were updated by q_online.optimizer"``."""
+    if breach is Breach.STUCK:
+        return "did not move"
+    if breach is Breach.UPDATED_BY:
+        return f"were updated by {expectation.by}"
+    return "moved"
+
+
+def population_word(breach: Breach, expectation: Expectation, n: int) -> str:
     """``"6 weights of 'base'"``, ``"1 declared-trainable weight of 'head'"``: what one
     half of a check looked at."""
-    if what == "did not move":
+    if breach is Breach.STUCK:
         return f"{plural(n, 'declared-trainable weight')} of {expectation.target}"
     if expectation.kind == "trains_only":
         return f"{plural(n, 'weight')} outside {expectation.target}"
     return f"{plural(n, 'weight')} of {expectation.target}"
 
 
-def _where(what: str, expectation: Expectation) -> str:
+def _where(breach: Breach, expectation: Expectation) -> str:
     if expectation.kind != "trains_only":
         return ""
-    return "of the selection " if what == "did not move" else "outside the selection "
+    return "of the selection " if breach is Breach.STUCK else "outside the selection "
 
 
 # -- the terminal section -------------------------------------------------------------
