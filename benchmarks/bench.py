@@ -52,6 +52,7 @@ TARGETS = {
     "inference_mode marker on a small CNN test": ("ratio", 1.05),
     "explain() / summary(show_trainable=True)": ("ratio", 1.0),
     "explain() per variable, largest / smallest model": ("ratio", 2.0),
+    "2 JAX processes, digest check vs 1 process": ("ratio", 1.2),
 }
 
 
@@ -738,6 +739,101 @@ def bench_explain(args, results):
     )
 
 
+MULTIHOST_PROBE = """
+import json, os, statistics, sys, time
+os.environ["KERAS_BACKEND"] = "jax"
+index, port, params, repeat = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+import jax
+if index >= 0:
+    jax.distributed.initialize(coordinator_address=f"localhost:{port}", num_processes=2,
+                               process_id=index, initialization_timeout=120)
+import keras
+from pytest_kerasfreeze import snapshot
+from pytest_kerasfreeze.engine import multihost
+combining = []
+exchange = multihost.exchange
+def timed_exchange(*args, **kwargs):
+    start = time.perf_counter()
+    try:
+        return exchange(*args, **kwargs)
+    finally:
+        combining.append(time.perf_counter() - start)
+multihost.exchange = timed_exchange
+if index >= 0:
+    devices = keras.distribution.list_devices("cpu")
+    keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+keras.utils.set_random_seed(0)  # the same initial values in every process
+width = int((params / 10) ** 0.5)
+inputs = keras.Input((width,))
+hidden = inputs
+for i in range(10):
+    hidden = keras.layers.Dense(width, use_bias=False, name=f"dense_{i}")(hidden)
+model = keras.Model(inputs, hidden)
+before = snapshot(model, mode="digest")
+times = []
+for _ in range(repeat):
+    start = time.perf_counter()
+    before.diff(before.retake()).assert_frozen()
+    times.append(time.perf_counter() - start)
+combine = statistics.median(combining[-repeat:]) if combining else 0.0
+alone = []  # the combine step with both processes arriving together: its own cost
+if index >= 0:
+    from jax.experimental import multihost_utils
+    after = before.retake()
+    for _ in range(repeat):
+        multihost_utils.sync_global_devices("combine")
+        start = time.perf_counter()
+        multihost.combine(before, after, 0.0, 0.0)
+        alone.append(time.perf_counter() - start)
+combine_alone = statistics.median(alone) if alone else 0.0
+print(json.dumps({"median": statistics.median(times), "params": model.count_params(),
+                  "combine": combine, "alone": combine_alone}))
+sys.stdout.flush()
+if index >= 0:  # process 0 hosts the coordination service: leave together
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("done")
+os._exit(0)
+"""
+
+
+def bench_multihost(args, results):
+    """One digest check of a whole model (``snapshot(mode="digest")``, ``retake()``,
+    ``diff().assert_frozen()``) in each of two ``jax.distributed`` processes on this
+    machine (DataParallel: each holds every weight, so each hashes as much as one
+    process alone, and adds the combine step), against the same check in one process.
+    The two processes share this machine's cores: on a real job each has its own host."""
+    import socket
+
+    params = 10_000_000 if args.quick else 100_000_000
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = str(s.getsockname()[1])
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("XLA_FLAGS", None)  # one CPU device per process
+
+    def probe(index):
+        command = [sys.executable, "-c", MULTIHOST_PROBE, str(index), port, str(params)]
+        command.append(str(args.repeat))
+        return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True)
+
+    def figures(process):  # the JSON line (gloo prints its own lines to stdout)
+        lines = process.communicate(timeout=900)[0].splitlines()
+        return json.loads(next(line for line in lines if line.startswith('{"median"')))
+
+    single = figures(probe(-1))
+    outputs = [figures(p) for p in [probe(0), probe(1)]]
+    multi = max(o["median"] for o in outputs)
+    combine = max(o["combine"] for o in outputs)
+    alone = max(o["alone"] for o in outputs)
+    results["2 JAX processes, digest check vs 1 process"] = (
+        multi / single["median"],
+        f"{multi * 1e3:.0f} ms vs {single['median'] * 1e3:.0f} ms per check, of which "
+        f"{combine * 1e3:.1f} ms in the combine step (waiting for the slower process "
+        f"included; {alone * 1e3:.1f} ms when both arrive together); "
+        f"{single['params'] / 1e6:.0f}M params, 2 processes sharing this machine's cores",
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="runs per figure (median)")
@@ -751,7 +847,7 @@ def main():
         action="append",
         metavar="GROUP",
         help="run only this group of figures (engine, memory, load, marker, "
-        "guard, records, explain); repeatable",
+        "guard, records, explain, multihost); repeatable",
     )
     args = parser.parse_args()
 
@@ -773,6 +869,7 @@ def main():
         "explain": bench_explain,
         "optimizer_state": bench_optimizer_state,
         "inference_mode": bench_inference_mode,
+        "multihost": bench_multihost,
     }
     for name, bench in groups.items():
         if not args.only or name in args.only:

@@ -27,6 +27,7 @@ BACKEND_FREE_FILES = {
     "test_architecture.py",
     "test_lint.py",
     "test_lint_pytest.py",
+    "test_multihost.py",
     "test_packaging.py",
     "test_repo.py",
 }
@@ -60,6 +61,9 @@ def oracle_settings():
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "sessions: depends on plugin loading or assertion rewriting (conftest.py)"
+    )
+    config.addinivalue_line(
+        "markers", "multiprocess: starts two worker processes on localhost (`-m multiprocess`)"
     )
     config.addinivalue_line(
         "markers", "backend_free: ends the same on every Keras runtime (conftest.py)"

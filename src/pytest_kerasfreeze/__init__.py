@@ -23,6 +23,7 @@ from pytest_kerasfreeze.exceptions import (
     FreezeViolationWarning,
     KerasFreezeWarning,
     LayerNotFoundError,
+    MultiProcessError,
 )
 
 __version__ = "0.2.0"
@@ -86,6 +87,7 @@ __all__ = [
     "KerasFreezeWarning",
     "LayerNotFoundError",
     "Mover",
+    "MultiProcessError",
     "PlanEntry",
     "Recording",
     "ReloadReport",

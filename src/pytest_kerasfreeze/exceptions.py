@@ -33,6 +33,15 @@ class FreezeAssertionError(AssertionError):
         self.findings = list(findings or [])
 
 
+class MultiProcessError(RuntimeError):
+    """A check in a multi-process run could not be combined: another process failed
+    while checking, or did not reach the check in time. ``.process`` is its index."""
+
+    def __init__(self, message: str, process: int | None = None) -> None:
+        super().__init__(message)
+        self.process = process
+
+
 class LayerNotFoundError(LookupError):
     """A selector matched nothing, matched two different layers, or was empty."""
 

@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import numpy as np
 
-from pytest_kerasfreeze._keras import buffers, digests, memory
+from pytest_kerasfreeze._keras import buffers, digests, hosts, memory
 from pytest_kerasfreeze.engine.messages import errors
 from pytest_kerasfreeze.engine.pauses import paused_gc
 from pytest_kerasfreeze.engine.provenance import Provenance
@@ -109,8 +109,14 @@ class Capture:
         since_sources = _since._sources if _since is not None else []
         since_drift = _since.drift if _since is not None else {}
         capture, unchanged, source_ref = buffers.capture, buffers.unchanged, buffers.source_ref
+        job_of = hosts.job_of
         for i, variable in enumerate(self.variables):
             raw = raw_of(variable)
+            job = job_of(raw)
+            if job is not None:  # spread over processes: only the pieces held here
+                captured_list.append(hosts.hold(raw, job, mode))
+                sources.append(None)
+                continue
             if mode == "digest":  # a hash and a norm, where the value lives
                 previous = since_captured[i] if _since is not None else None
                 if (
@@ -187,16 +193,19 @@ class Capture:
     @property
     def nbytes(self) -> int:
         """Bytes of the values kept (a digest keeps 16 bytes and a norm per weight)."""
+        held = sum(c.nbytes for c in self._captured if type(c) is hosts.Held)
         if self.mode == "digest":
-            return sum(len(c.hash) + 8 for c in self._captured if c is not None)
-        return sum(buffers.nbytes(c) for c in self._captured if c is not None)
+            kept = (c for c in self._captured if c is not None and type(c) is not hosts.Held)
+            return held + sum(len(c.hash) + 8 for c in kept)
+        kept = (c for c in self._captured if c is not None and type(c) is not hosts.Held)
+        return held + sum(buffers.nbytes(c) for c in kept)
 
     @property
     def values(self) -> list[np.ndarray]:
         """The kept values as numpy arrays (made on first use where kept by the backend)."""
         self._require_values()
         if self._values is None:
-            self._values = [buffers.materialize(c) for c in self._captured]
+            self._values = [self.value(i) for i in range(len(self._captured))]
         return self._values
 
     def known_since(self, before: Capture) -> tuple[set[int], dict[int, dict[str, Any]]]:
@@ -215,7 +224,14 @@ class Capture:
         self._require_values()
         if self._values is not None:
             return self._values[i]
+        if self.spread(i):
+            raise ValueError(errors.values_elsewhere(self._index.info[id(self.variables[i])].path))
         return buffers.materialize(self._captured[i])
+
+    def spread(self, i: int) -> bool:
+        """Whether weight ``i`` is spread over the processes of a multi-process run
+        (what is kept of it: this process's pieces, :class:`hosts.Held`)."""
+        return type(self._captured[i]) is hosts.Held
 
     def shape(self, i: int) -> tuple[int, ...]:
         captured = self._captured[i]
@@ -225,7 +241,7 @@ class Capture:
         return tuple(int(n) for n in captured.shape)
 
     def dtype(self, i: int) -> str:
-        if self.mode == "digest":
+        if self.mode == "digest" or self.spread(i):
             return str(self._captured[i].dtype)
         return buffers.dtype_name(self._captured[i])
 

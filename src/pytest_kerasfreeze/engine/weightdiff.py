@@ -15,7 +15,7 @@ from typing import Any
 
 from pytest_kerasfreeze._keras import buffers
 from pytest_kerasfreeze._keras.tracing import resolve_by
-from pytest_kerasfreeze.engine import plots, verdicts
+from pytest_kerasfreeze.engine import multihost, plots, verdicts
 from pytest_kerasfreeze.engine.arguments import as_selectors, check_tolerances
 from pytest_kerasfreeze.engine.captures import Capture, digest_stats
 from pytest_kerasfreeze.engine.changes import Mover, OptimizerRef, WeightChange
@@ -95,9 +95,13 @@ class WeightDiff:
         digest = before.mode == "digest"
         if digest and not exact:
             raise ValueError(errors.digest_has_no_values(before.model.name))
+        combined, drift = multihost.combine(before, after, atol, rtol)  # every process's
+        after.drift.update(drift)
         for i, (var, trainable) in enumerate(zip(before.variables, after.trainable, strict=True)):
             info = index.info[id(var)]
-            if i in same:
+            if i in combined:
+                stats = combined[i]
+            elif i in same:
                 stats = buffers.UNMOVED
             elif digest:
                 stats = digest_stats(before.kept(i), after.kept(i))
@@ -236,6 +240,8 @@ class WeightDiff:
         position = {before.index.info[id(v)].path: i for i, v in enumerate(before.variables)}
         counts = {}
         for change in changes:
+            if after.spread(position[change.path]):  # its values are not all here
+                continue
             bad = buffers.nonfinite_count(after.value(position[change.path]))
             if bad:
                 counts[change.path] = bad

@@ -473,3 +473,34 @@ def modes_not_observed(model: str) -> str:
         "layer code ran in Python during the block. Put the check around the first fit(), "
         "or call compile() again first (a new train function is traced inside the check)."
     )
+
+
+# -- multi-process runs -----------------------------------------------------------------
+def bad_combine_timeout(variable: str, text: str) -> str:
+    return f"{variable}={text!r}: give the seconds a process waits for the others, above 0"
+
+
+def process_did_not_answer(engine: str, other: int, me: int, check: int, timeout: float) -> str:
+    return (
+        f"process {other} of this {engine} multi-process run did not reach check {check} "
+        f"within {timeout:g} s (this is process {me}): it failed, was killed or hangs. "
+        f"No process judges a check alone, so this one stops here instead of waiting for "
+        f"it. Look at process {other}'s log; set KERASFREEZE_COMBINE_TIMEOUT (seconds) "
+        "if its checks are legitimately that much later."
+    )
+
+
+def process_failed(engine: str, other: int, me: int, check: int, failure: str) -> str:
+    return (
+        f"process {other} of this {engine} multi-process run failed at check {check} "
+        f"(this is process {me}): {failure}. No process judges a check alone, so this "
+        "one stops too."
+    )
+
+
+def values_elsewhere(path: str) -> str:
+    return (
+        f"{path} is spread over several processes: this process holds only its own pieces "
+        "of it, so its whole value is not here to read (the figures of the diff are "
+        "combined from every process)"
+    )
