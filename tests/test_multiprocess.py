@@ -27,14 +27,16 @@ pytestmark = pytest.mark.multiprocess
 WORKER = Path(__file__).with_name("multiprocess_worker.py")
 SRC = Path(__file__).resolve().parent.parent / "src"
 LIMIT = 150  # seconds for a whole two-process run
-ENGINE = "tf_keras" if LEGACY or BACKEND == "tensorflow" else {"jax": "jax"}.get(BACKEND)
+# MultiWorkerMirroredStrategy's workers run tf_keras (Keras 3's fit() does not run under it,
+# see the xfail below): in the tf_keras run only, not again in the Keras 3 TensorFlow run
+ENGINE = "tf_keras" if LEGACY else {"jax": "jax"}.get(BACKEND)
 
 needs_jax = pytest.mark.skipif(
     ENGINE != "jax", reason="jax.distributed runs under KERAS_BACKEND=jax"
 )
 needs_tf = pytest.mark.skipif(
     ENGINE != "tf_keras",
-    reason="MultiWorkerMirroredStrategy runs under KERAS_BACKEND=tensorflow or tf_keras",
+    reason="MultiWorkerMirroredStrategy runs in the tf_keras run (TF_USE_LEGACY_KERAS=1)",
 )
 
 
