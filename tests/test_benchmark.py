@@ -34,6 +34,7 @@ FIGURES = [
     "inference_mode marker on a small CNN test",
     "explain() / summary(show_trainable=True)",
     "explain() per variable, largest / smallest model",
+    "2 JAX processes, digest check vs 1 process",
 ]
 
 
