@@ -30,6 +30,7 @@ from pytest_kerasfreeze._keras import tracing
 from pytest_kerasfreeze._keras.flavors import flavor_of, has_train_function
 from pytest_kerasfreeze._keras.interception import Interception
 from pytest_kerasfreeze.context import TestContext
+from pytest_kerasfreeze.engine.attribution import Window
 from pytest_kerasfreeze.engine.captures import Capture, resolve_mode
 from pytest_kerasfreeze.engine.diagnosis import detect_trap, shared_findings
 from pytest_kerasfreeze.engine.findings import Finding, merge
@@ -40,7 +41,12 @@ from pytest_kerasfreeze.engine.optimizer_state import (
     stale_moments_finding,
 )
 from pytest_kerasfreeze.engine.plan import foresee
-from pytest_kerasfreeze.engine.provenance import current_state, frame_location, user_frame
+from pytest_kerasfreeze.engine.provenance import (
+    TrainableState,
+    current_state,
+    frame_location,
+    user_frame,
+)
 from pytest_kerasfreeze.engine.results import CallRecord, CheckResult
 from pytest_kerasfreeze.engine.selection import ModelIndex
 from pytest_kerasfreeze.engine.weightdiff import WeightDiff
@@ -70,6 +76,25 @@ class TrainedModel:
 
     def describe(self) -> str:
         return errors.trained_model_line(self.name, self.calls, self.paths)
+
+
+@dataclass
+class _TrainingCall:
+    """One observed training call, from what is decided before it runs to its verdict."""
+
+    model: Any
+    method: str
+    where: str  # "gan.fit()", for the messages
+    index: ModelIndex
+    plans: list[tuple[MarkerSpec, list[Any]]] = field(default_factory=list)
+    predicted: dict[str, tuple[bool, str]] | None = None
+    trap: Finding | None = None
+    state_found: list[Finding] = field(default_factory=list)
+    modes: list[tuple[MarkerSpec, InferenceModeCheck]] = field(default_factory=list)
+    slots: list[tuple[MarkerSpec, SlotSnapshot]] = field(default_factory=list)
+    tracker: WeightTracker | None = None
+    before: Capture | None = None
+    window: Window | None = None  # the attribution window open over the call
 
 
 class TestObserver:
@@ -220,81 +245,118 @@ class TestObserver:
         return result
 
     def around_training(self, model: Any, method: str, call: Callable[[], Any]) -> Any:
+        """One ``fit()`` / ``train_on_batch()``: find the trap and the plans before it
+        runs, watch what it moves, judge the markers and record it after."""
         __tracebackhide__ = True
         flavor = flavor_of(model)
         if flavor is None or id(model) in self._in_call:  # fit() inside fit(): as is
             return call()
-        provenance = self.context.provenance
         self.refresh_markers()
-        the_test = not self.wider_fixture  # not the set-up of a wider-scoped fixture
-        entry = self._trained_entry(model) if the_test else None
+        entry = None if self.wider_fixture else self._trained_entry(model)
         if entry is not None:
             entry.calls[method] = entry.calls.get(method, 0) + 1
         weights = flavor.weights(model)
         if not weights:  # built by this very call (no Input, a subclassed model)
-            building = not has_train_function(model)
+            return self._run_building(model, call)
+        training = _TrainingCall(
+            model, method, f"{model.name}.{method}()", ModelIndex(model, flavor, weights)
+        )
+        state = self._before_training(training, entry)  # the flags as this call starts
+        for _, check in training.modes:
+            check.start()
+        try:
             try:
-                return self._run(model, call)
+                result = self.context.provenance.training_call(
+                    model, state, lambda: self._run(model, call)
+                )
             finally:
-                if building and has_train_function(model):
-                    provenance.build_started(
-                        model, current_state(model, "build", provenance.next_seq(), "")
-                    )
-        index = ModelIndex(model, flavor, weights)
-        plans = []
+                for _, check in training.modes:
+                    check.stop()
+        except Exception as err:
+            if training.window is not None:
+                training.window.close({})
+            if training.trap is not None:  # Keras raised over the trap (JAX, PyTorch): explain it
+                _add_note(err, f"pytest-kerasfreeze: {training.trap}")
+            raise
+        self._after_training(training)
+        return result
+
+    def _run_building(self, model: Any, call: Callable[[], Any]) -> Any:
+        """A training call on a model without weights yet: it builds the model (and its
+        train function), so it is only run, and its build recorded for provenance."""
+        __tracebackhide__ = True
+        building = not has_train_function(model)
+        try:
+            return self._run(model, call)
+        finally:
+            if building and has_train_function(model):
+                provenance = self.context.provenance
+                provenance.build_started(
+                    model, current_state(model, "build", provenance.next_seq(), "")
+                )
+
+    def _before_training(
+        self, training: _TrainingCall, entry: TrainedModel | None
+    ) -> TrainableState:
+        """Everything decided before the weights move: the markers' plans (an ambiguous
+        selector raises here, before training), the prediction, the trap (warned now),
+        optimizer-state findings and slots, inference-mode checks, and the capture."""
+        __tracebackhide__ = True
+        model, index = training.model, training.index
+        provenance = self.context.provenance
         if entry is not None:
             entry.paths = index.paths()
             entry.names = {n.name for n in index.nodes}
-            plans = self._plans(index)  # may raise for an ambiguous selector: before training
-        tracker = self.tracker if the_test else None
-        predicted = foresee(model, provenance) if plans else None  # before the flags move
+            training.plans = self._plans(index)
+        if training.plans:
+            training.predicted = foresee(model, provenance)  # before the flags move
         frame = user_frame()
-        trap, state_now = detect_trap(model, method, index, provenance, frame_location(frame))
-        state_found = self._optimizer_state_findings(entry, index)
-        modes = self._mode_checks(model) if entry is not None else []
-        slots = [
+        training.trap, state = detect_trap(
+            model, training.method, index, provenance, frame_location(frame)
+        )
+        training.state_found = self._optimizer_state_findings(entry, index)
+        if entry is not None:
+            training.modes = self._mode_checks(model)
+        training.slots = [
             (spec, SlotSnapshot(index, index.select(selected, spec.exclude)))
-            for spec, selected in plans
+            for spec, selected in training.plans
             if spec.optimizer_state
         ]
-        if trap is not None:
-            self.context.add_finding(model, trap)
-            self._report_trap(model, trap, frame)
-        before = None
-        window = None
-        if plans or tracker is not None:
-            whole = tracker is not None or any(
-                s.kind == "trains_only" or s.whole_model for s, _ in plans
+        if training.trap is not None:
+            self.context.add_finding(model, training.trap)
+            self._report_trap(model, training.trap, frame)
+        training.tracker = None if self.wider_fixture else self.tracker
+        if training.plans or training.tracker is not None:
+            whole = training.tracker is not None or any(
+                s.kind == "trains_only" or s.whole_model for s, _ in training.plans
             )
             variables = (
                 index.variables
                 if whole
-                else index.select([s for _, selected in plans for s in selected])
+                else index.select([s for _, selected in training.plans for s in selected])
             )
-            watched = flavor.total_nbytes(variables)
+            watched = index.flavor.total_nbytes(variables)
             mode = resolve_mode(self.context.mode, watched, self.context.digest_above)
-            before = Capture(index, variables, observations=self.context, mode=mode)
-            window = self.context.attribution.open([model])
-        for _, check in modes:
-            check.start()
-        try:
-            try:
-                result = provenance.training_call(model, state_now, lambda: self._run(model, call))
-            finally:
-                for _, check in modes:
-                    check.stop()
-        except Exception as err:
-            if window is not None:
-                window.close({})
-            if trap is not None:  # Keras raised over the trap (JAX, PyTorch): explain it
-                _add_note(err, f"pytest-kerasfreeze: {trap}")
-            raise
-        self._judge_modes(modes, f"{model.name}.{method}()")
-        found = merge([trap] if trap else [], state_found, shared_findings(index, provenance))
-        if before is None or window is None:
+            training.before = Capture(index, variables, observations=self.context, mode=mode)
+            training.window = self.context.attribution.open([model])
+        return state
+
+    def _after_training(self, training: _TrainingCall) -> None:
+        """After a training call that returned: inference modes, findings, the diff with
+        its movers, the markers' verdicts, the record."""
+        __tracebackhide__ = True
+        model, index = training.model, training.index
+        self._judge_modes(training.modes, training.where)
+        found = merge(
+            [training.trap] if training.trap else [],
+            training.state_found,
+            shared_findings(index, self.context.provenance),
+        )
+        if training.before is None or training.window is None:
             for finding in found:
                 self.context.add_finding(model, finding)
-            return result
+            return
+        before, window = training.before, training.window
         diff = WeightDiff(before, before.retake())
         moved = {id(v): c.moved for v, c in zip(before.variables, diff.changes, strict=True)}
         diff.attribute(window.close(moved), window.delays, window.gradients)
@@ -303,13 +365,18 @@ class TestObserver:
             for finding in found:
                 self.context.add_finding(model, finding)
             self._check_markers(
-                model, plans, diff, found, f"{model.name}.{method}()", slots, predicted
+                model,
+                training.plans,
+                diff,
+                found,
+                training.where,
+                training.slots,
+                training.predicted,
             )
         finally:
-            if tracker is not None:
-                self._record(tracker, model, method, diff, found)
+            if training.tracker is not None:
+                self._record(training.tracker, model, training.method, diff, found)
             diff.release_values()  # a record keeps the figures, never the values
-        return result
 
     def _mode_checks(self, model: Any) -> list[tuple[MarkerSpec, InferenceModeCheck]]:
         """An inference-mode check for each ``inference_mode`` marker whose layers this
@@ -446,7 +513,7 @@ class TestObserver:
         if self.trap == "warn" and (id(model), trap.summary) not in self._warned:
             self._warned.add((id(model), trap.summary))
             if frame is None:
-                warnings.warn(CompileOrderWarning(text), stacklevel=3)
+                warnings.warn(CompileOrderWarning(text), stacklevel=4)
             else:
                 warnings.warn_explicit(
                     CompileOrderWarning(text),

@@ -11,6 +11,7 @@ check (for the reports).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_kerasfreeze._keras import buffers
@@ -34,6 +35,35 @@ from pytest_kerasfreeze.engine.results import CheckResult, CheckSource, DiffFigu
 from pytest_kerasfreeze.exceptions import FreezeAssertionError, LayerNotFoundError
 
 Selectors = Sequence[Any]
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    """What one check asks of a diff: built by :meth:`WeightDiff.check` from its
+    arguments, after they were validated (selectors as tuples, ``by`` resolved)."""
+
+    expect: Expect
+    layers: Selectors
+    exclude: Selectors
+    allow: Selectors
+    by: OptimizerRef | None
+    atol: float
+    rtol: float
+    source: CheckSource
+    label: str  # names the check in messages: assert_frozen, a marker
+    call: str | None  # the training call a marker judged, "gan.fit()"
+    findings: Sequence[Finding]
+    predicted: Mapping[str, tuple[bool, str]] | None
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A check's answer: the diff it judged (with its tolerances), the result noted in
+    the reports, and the error to raise (``None`` when it passed)."""
+
+    diff: WeightDiff
+    result: CheckResult
+    error: FreezeAssertionError | None
 
 
 class WeightDiff:
@@ -340,44 +370,40 @@ class WeightDiff:
         """Judge, note the result where the captures say (a test's reports), raise on
         failure. ``label`` names the check in messages (``assert_frozen``, a marker)."""
         __tracebackhide__ = True
+        request = CheckRequest(
+            expect,
+            tuple(layers),
+            as_selectors(exclude),
+            as_selectors(allow),
+            self._by(by),
+            atol,
+            rtol,
+            source,
+            label,
+            call,
+            tuple(findings),
+            predicted,
+        )
         with paused_gc():
-            judged, result, error = self._judge(
-                expect,
-                layers,
-                as_selectors(exclude),
-                as_selectors(allow),
-                atol,
-                rtol,
-                source,
-                label,
-                call,
-                findings,
-                self._by(by),
-                predicted,
-            )
+            judgement = self._judge(request)
         observations = self._require_before().observations
         if observations is not None:
-            observations.add_check(result)
-        if error is not None:
-            raise error
-        return judged
+            observations.add_check(judgement.result)
+        if judgement.error is not None:
+            raise judgement.error
+        return judgement.diff
 
-    def _judge(
-        self,
-        expect: Expect,
-        layers: Selectors,
-        exclude: Selectors,
-        allow: Selectors,
-        atol: float,
-        rtol: float,
-        source: CheckSource,
-        label: str,
-        call: str | None,
-        findings: Sequence[Finding],
-        by: OptimizerRef | None = None,
-        predicted: Mapping[str, tuple[bool, str]] | None = None,
-    ) -> tuple[WeightDiff, CheckResult, FreezeAssertionError | None]:
-        judged = self.with_tolerance(atol, rtol)
+    def _judge(self, request: CheckRequest) -> Judgement:
+        """The check's diff (with its tolerances), its result, and the error to raise
+        when it failed (``None`` when it passed)."""
+        expect, layers, exclude, allow = (
+            request.expect,
+            request.layers,
+            request.exclude,
+            request.allow,
+        )
+        label, call, by = request.label, request.call, request.by
+        judged = self.with_tolerance(request.atol, request.rtol)
         selected = judged.select(*layers, exclude=exclude)
         target = selection_text(layers, exclude)
         if layers and not selected:
@@ -392,8 +418,8 @@ class WeightDiff:
         failed = [h for h in halves if h[1]]
         moved_count = sum(c.moved for c in selected)
         result = CheckResult(
-            source=source,
-            check=label if source == "marker" else f"{label}({selector_text(layers)})",
+            source=request.source,
+            check=label if request.source == "marker" else f"{label}({selector_text(layers)})",
             expect=expect,
             model=self.model_name,
             moved=moved_count,
@@ -409,8 +435,8 @@ class WeightDiff:
         figures = DiffFigures(self.model_name, tuple(judged.changes), result.by_submodel)
         if not failed:
             result.figures = figures
-            return judged, result, None
-        diagnosis = judged.diagnose(findings)
+            return Judgement(judged, result, None)
+        diagnosis = judged.diagnose(request.findings)
         nonfinite = {}
         stuck = [c for breach, bad, _ in failed if breach is verdicts.Breach.STUCK for c in bad]
         if stuck:
@@ -434,13 +460,14 @@ class WeightDiff:
             diagnosis,
             nonfinite,
             self._require_before().mode == "digest",
-            verdicts.foreseen(failed, predicted or {}),
+            verdicts.foreseen(failed, request.predicted or {}),
         )
         result.failure = message
         result.figures = DiffFigures(
             figures.model, figures.changes, figures.by_submodel, tuple(diagnosis)
         )
-        return judged, result, FreezeAssertionError(message, diff=judged, findings=diagnosis)
+        error = FreezeAssertionError(message, diff=judged, findings=diagnosis)
+        return Judgement(judged, result, error)
 
     def _by(self, by: Any) -> OptimizerRef | None:
         """``by=`` as the optimizer it names (already resolved by a check that started
