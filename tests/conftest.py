@@ -32,11 +32,40 @@ BACKEND_FREE_FILES = {
     "test_repo.py",
 }
 
+# The slow tests: CI runs them (tox sets KERASFREEZE_THOROUGH=1), the inner loop (a plain
+# `pytest tests/`) skips them unless asked (`--thorough`). Each starts processes or builds
+# things the rest of the suite does not: nothing here is checked by another test.
+THOROUGH_FILES = {
+    "test_multiprocess.py",  # two worker processes per test (about 3 minutes on JAX)
+    "test_lint_corpus_runs.py",  # every lint-corpus script run for real, in a subprocess
+    "test_benchmark.py",  # benchmarks/bench.py --quick in a subprocess
+    "test_packaging.py",  # builds the wheel and the sdist, installs the wheel alone
+}
+THOROUGH_TESTS = {"test_ten_thousand_variables"}  # a 10,000-variable model, checked
 
-def pytest_collection_modifyitems(items):
+
+def thorough(config):
+    """Whether this run includes the slow tests (CI's runs do)."""
+    return bool(config.getoption("thorough") or os.environ.get("KERASFREEZE_THOROUGH"))
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--thorough",
+        action="store_true",
+        help="run the slow tests too, as CI does (or KERASFREEZE_THOROUGH=1)",
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason="slow: CI runs it; --thorough or KERASFREEZE_THOROUGH=1")
     for item in items:
         if item.path.name in BACKEND_FREE_FILES:
             item.add_marker(pytest.mark.backend_free)
+        if item.path.name in THOROUGH_FILES or item.originalname in THOROUGH_TESTS:
+            item.add_marker(pytest.mark.thorough)
+            if not thorough(config):
+                item.add_marker(skip)
         if (
             item.path.name in SESSION_FILES
             or "pytester" in item.fixturenames
@@ -46,11 +75,14 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.sessions)
 
 
-def oracle_settings():
+def oracle_settings(config=None):
     """How many examples the oracle (test_oracle.py) draws, and from which seed: one
-    setting each, KERASFREEZE_ORACLE_EXAMPLES (default 100) and KERASFREEZE_ORACLE_SEED
-    (default 0, so CI is reproducible; ``random`` draws a fresh one, printed in the header
-    and handed to the xdist workers)."""
+    setting each, KERASFREEZE_ORACLE_EXAMPLES (default 100 in a thorough run, CI's, and 30
+    in the inner loop) and KERASFREEZE_ORACLE_SEED (default 0, so CI is reproducible;
+    ``random`` draws a fresh one, printed in the header and handed to the xdist workers)."""
+    if config is not None and "KERASFREEZE_ORACLE_EXAMPLES" not in os.environ:
+        examples = "100" if thorough(config) else "30"
+        os.environ["KERASFREEZE_ORACLE_EXAMPLES"] = examples  # the workers start after configure
     seed = os.environ.get("KERASFREEZE_ORACLE_SEED", "0")
     if seed == "random":
         seed = str(random.SystemRandom().randrange(2**32))
@@ -68,7 +100,10 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "backend_free: ends the same on every Keras runtime (conftest.py)"
     )
-    oracle_settings()
+    config.addinivalue_line(
+        "markers", "thorough: slow; CI runs it, the inner loop skips it (conftest.py)"
+    )
+    oracle_settings(config)
 
 
 def pytest_report_header(config):

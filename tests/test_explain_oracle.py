@@ -12,8 +12,9 @@ run one ``fit()`` step. ``plan.trains()`` must be exactly the weights whose nump
 raised. The plan is asked twice: with the test's recorded provenance, and with none
 (as in a notebook that did not call ``record()``).
 
-A few dozen examples by default (seed printed; set ``KERASFREEZE_ORACLE_SEED`` to
-replay); thousands on demand::
+A quarter of the oracle's KERASFREEZE_ORACLE_EXAMPLES (conftest.py: 25 in CI, 8 in the
+inner loop; seed printed, set ``KERASFREEZE_ORACLE_SEED`` to replay); thousands on demand
+(four times the number given)::
 
     KERASFREEZE_ORACLE_EXAMPLES=2000 KERAS_BACKEND=jax \\
         pytest tests/test_explain_oracle.py -p no:randomly -q
@@ -30,7 +31,7 @@ from kmodels import LEGACY, keras
 from pytest_kerasfreeze import explain
 from pytest_kerasfreeze.engine.plan import predict
 
-EXAMPLES = int(os.environ.get("KERASFREEZE_ORACLE_EXAMPLES", "24"))
+EXAMPLES = max(8, int(os.environ.get("KERASFREEZE_ORACLE_EXAMPLES", "100")) // 4)
 SEED = int(os.environ.get("KERASFREEZE_ORACLE_SEED", random.SystemRandom().randrange(10**6)))
 MOMENTS = [
     "before_compile",
