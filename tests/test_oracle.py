@@ -5,9 +5,9 @@ pass/fail of assert_frozen / assert_trains must equal what plain ``get_weights()
 copies compared by position say. The oracle shares no code with the plugin.
 
 How many examples, from which seed: KERASFREEZE_ORACLE_EXAMPLES (default 100 in a
-thorough run, what CI runs on each Keras and backend; 30 in the inner loop) and KERASFREEZE_ORACLE_SEED (default 0, so CI is
-reproducible; ``random`` for a fresh one); the header of every run prints both
-(conftest.py). Thousands, with fresh randomness:
+thorough run, what CI runs on each Keras and backend; 30 in the inner loop) and
+KERASFREEZE_ORACLE_SEED (default 0, so CI is reproducible; ``random`` for a fresh one);
+the header of every run prints both (conftest.py). Thousands, with fresh randomness:
 
     KERASFREEZE_ORACLE_EXAMPLES=3000 KERASFREEZE_ORACLE_SEED=random \\
         KERAS_BACKEND=jax pytest tests/test_oracle.py -p no:randomly
