@@ -802,8 +802,12 @@ def bench_multihost(args, results):
     machine (DataParallel: each holds every weight, so each hashes as much as one
     process alone, and adds the combine step), against the same check in one process.
     The two processes share this machine's cores: on a real job each has its own host."""
+    import importlib.util
     import socket
 
+    if importlib.util.find_spec("jax") is None:  # the row needs JAX, whatever the backend
+        print("2 JAX processes: not measured, JAX is not installed (pip install jax)")
+        return
     params = 10_000_000 if args.quick else 100_000_000
     with socket.socket() as s:
         s.bind(("localhost", 0))
@@ -818,7 +822,13 @@ def bench_multihost(args, results):
 
     def figures(process):  # the JSON line (gloo prints its own lines to stdout)
         lines = process.communicate(timeout=900)[0].splitlines()
-        return json.loads(next(line for line in lines if line.startswith('{"median"')))
+        found = [line for line in lines if line.startswith('{"median"')]
+        if not found:
+            raise RuntimeError(
+                f"a multihost probe exited with {process.returncode} and printed no figures "
+                "(its error is above)"
+            )
+        return json.loads(found[0])
 
     single = figures(probe(-1))
     outputs = [figures(p) for p in [probe(0), probe(1)]]

@@ -4,6 +4,7 @@ It is run once, on the quickest backend to import (a smoke run: `--quick`, a sma
 one repetition): the figures themselves are read from full runs, never asserted here.
 """
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -36,6 +37,9 @@ FIGURES = [
     "explain() per variable, largest / smallest model",
     "2 JAX processes, digest check vs 1 process",
 ]
+# the multihost row runs two JAX processes: where JAX is not installed (the `oldest` env)
+# the benchmark says so and leaves the row out
+HAS_JAX = importlib.util.find_spec("jax") is not None
 
 
 @pytest.mark.skipif(
@@ -55,11 +59,14 @@ def test_benchmark_reports_every_figure(tmp_path):
     )
     assert run.returncode == 0, run.stderr[-3000:]
     figures = json.loads(out.read_text())
-    assert list(figures) == FIGURES
+    expected = [name for name in FIGURES if HAS_JAX or not name.startswith("2 JAX processes")]
+    assert list(figures) == expected
     for name, figure in figures.items():
         assert figure["value"] == figure["value"], name  # not NaN
         assert figure["unit"] in ("ratio", "us", "ms", "mib"), name
         assert isinstance(figure["ok"], bool), name
     assert "heavy imports: []" in figures["plugin load (pytest --co)"]["detail"]
-    for name in FIGURES:
+    for name in expected:
         assert name in run.stdout
+    if not HAS_JAX:
+        assert "2 JAX processes: not measured, JAX is not installed" in run.stdout
