@@ -274,7 +274,7 @@ class FreezeCheck(Watch):
         ctx = context.current()
         # what the diagnosis found on the training calls made on this model meanwhile
         found = ctx.findings_for(self.model, self._mark) if ctx is not None else []
-        slots_finding = frozen_slots_finding(self._index, set(self._trainable_now()))
+        slots_finding = frozen_slots_finding(self._index, set(self._trainable_now(filled)))
         if slots_finding is not None:
             found = [*found, slots_finding]
         slots = self._slots.changes(self._slots.retake()) if self._slots is not None else []
@@ -310,9 +310,13 @@ class FreezeCheck(Watch):
             )
         return judged
 
-    def _trainable_now(self) -> list[int]:
-        index = self._index  # Keras' rule, on the weights in hand: no walk of the tree
-        now = index.flavor.trainable_now(index.model, index.variables)
+    def _trainable_now(self, filled: WeightDiff) -> list[int]:
+        """The ids of the model's weights that train now."""
+        index = self._index
+        changes = filled.changes
+        if len(changes) == len(index.variables):  # the check read every weight's flag just now
+            return [id(v) for v, c in zip(index.variables, changes, strict=True) if c.trainable]
+        now = index.flavor.trainable_now(index.model, index.variables)  # Keras' rule: no walk
         return [id(v) for v, on in zip(index.variables, now, strict=True) if on]
 
     def run_fit(self, x: Any, y: Any, fit_kwargs: dict[str, Any]) -> WeightDiff:

@@ -162,6 +162,16 @@ def view(raw: Any) -> np.ndarray:
     return np.asarray(raw)  # JAX (read-only view), numpy
 
 
+def _torch_view(raw: Any) -> np.ndarray:
+    """:func:`view` of a torch tensor: the numpy view of its memory, straight, for a
+    tensor on the host in a dtype numpy has (torch raises otherwise: then :func:`view`)."""
+    try:
+        array: np.ndarray = raw.detach().numpy()
+    except (TypeError, RuntimeError):  # off the host, or bfloat16
+        return view(raw)
+    return array
+
+
 def to_numpy(raw: Any) -> np.ndarray:
     """A read-only numpy array of one backend value that nothing else will write into."""
     if is_tf_resource(raw):  # the read buffer: TensorFlow copies it before a write
@@ -188,7 +198,7 @@ def capture(raw: Any) -> tuple[Any, float]:
         tensor = tf_read(raw)
         return (host_view(tensor) if tf_on_host(raw) else tensor), 0.0
     if _is_torch(raw):  # shares memory with the tensor the optimizer writes into
-        array = np.array(view(raw), copy=True)
+        array = np.array(_torch_view(raw), copy=True)
         array.setflags(write=False)
         return array, 0.0
     if _on_one_device(raw):  # the common JAX case: one copy, without the probing
@@ -249,7 +259,14 @@ def copy_source(raw: Any) -> np.ndarray | None:
 
 def unchanged(captured: Any, raw: Any) -> bool:
     """Whether the raw value (every replica of it) still holds exactly the captured bits."""
-    if _plain_tf_variable(raw) or _is_torch(raw):  # the common cases, without probing
+    if _is_torch(raw):  # the common cases, without probing
+        live = _torch_view(raw)
+        return (
+            live.shape == captured.shape
+            and live.dtype == captured.dtype
+            and equal_bits(captured, live)
+        )
+    if _plain_tf_variable(raw):
         return same_bits(captured, raw)
     return all(same_bits(captured, part) for part in replicas(raw) or [raw])
 
@@ -308,11 +325,11 @@ def equal_bits(a: np.ndarray, b: np.ndarray) -> bool:
     """Whether two arrays of one shape and dtype hold the same bits (NaN payloads, the
     sign of zero).  The same buffer answers at once; otherwise block by block, stopping
     at the first block that differs, with no temporary as large as the arrays."""
+    if a.nbytes <= SMALL:  # most weights of a large model: their bytes, C order
+        return a.tobytes() == b.tobytes()
     same_buffer = a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
     if same_buffer and a.strides == b.strides:
         return True  # one buffer: on TensorFlow, a variable nothing wrote since the read
-    if a.nbytes <= SMALL:  # most weights of a large model: their bytes, C order
-        return a.tobytes() == b.tobytes()
     a, b = bit_view(a).reshape(-1), bit_view(b).reshape(-1)
     for start in range(0, a.size, BLOCK):
         if not np.array_equal(a[start : start + BLOCK], b[start : start + BLOCK]):

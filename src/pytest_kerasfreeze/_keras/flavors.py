@@ -273,9 +273,16 @@ _ITEMSIZE = {
 }
 
 
+_LAYER_CLASS: dict[type, type] = {}  # {a layer's class: Keras 3's Layer among its bases}
+
+
 def _keras3_layer_class(obj: Any) -> type:
+    found = _LAYER_CLASS.get(type(obj))
+    if found is not None:
+        return found
     for cls in type(obj).__mro__:
         if cls.__name__ == "Layer" and cls.__module__ == _KERAS3_LAYER_MODULE:
+            _LAYER_CLASS[type(obj)] = cls
             return cls
     raise TypeError(f"{type(obj).__name__} is not a Keras 3 layer")
 

@@ -156,14 +156,27 @@ _JOBS: dict[Any, Job] = {}  # one per engine run (JAX) or per strategy (TensorFl
 _NEVER_SPREAD: set[type] = set()  # classes whose values never span processes
 
 
+@functools.cache
+def _jax_processes() -> int:
+    """How many JAX processes this run has. Fixed once JAX has a backend, which it has
+    before any array exists (``jax.distributed.initialize`` must come first): asked only
+    with a JAX array in hand, and then once per process."""
+    import jax
+
+    return int(jax.process_count())
+
+
 def job_of(raw: Any) -> Job | None:
     """The job a raw backend value is spread over, or ``None`` where this process holds
     all of it (every single-process run)."""
     cls = type(raw)
     if cls in _NEVER_SPREAD:
         return None
+    if cls.__module__.split(".", 1)[0] == "torch":  # Keras' torch backend: one process
+        _NEVER_SPREAD.add(cls)  # (asked once per class: a tensor has `values` too)
+        return None
     if hasattr(cls, "is_fully_addressable"):  # a JAX array
-        if raw.is_fully_addressable:
+        if _jax_processes() == 1 or raw.is_fully_addressable:
             return None
         if "jax" not in _JOBS:
             _JOBS["jax"] = JaxJob()
