@@ -73,7 +73,7 @@ def _plain_tf_variable(raw: Any) -> bool:
 _TORCH: dict[type, bool] = {}  # {class: a torch tensor}
 
 
-def _is_torch(raw: Any) -> bool:
+def is_torch(raw: Any) -> bool:
     """Whether ``raw`` is a torch tensor (never distributed or sharded: no probing)."""
     cls = type(raw)
     kind = _TORCH.get(cls)
@@ -146,6 +146,12 @@ def _sharded(raw: Any) -> list[Any] | None:
 
 def view(raw: Any) -> np.ndarray:
     """The value as numpy, without a copy where the backend allows."""
+    if is_torch(raw):  # first: read once or twice per weight per check
+        try:  # the numpy view of its memory, for a tensor on the host in a numpy dtype
+            direct: np.ndarray = raw.detach().numpy()
+            return direct
+        except (TypeError, RuntimeError):  # off the host, or bfloat16: below
+            pass
     if is_tf_resource(raw):
         return host_view(tf_read(raw))  # the variable's buffer (a copy off the host)
     if hasattr(raw, "detach"):  # torch
@@ -160,16 +166,6 @@ def view(raw: Any) -> np.ndarray:
     if hasattr(raw, "numpy"):  # a TensorFlow tensor: always a fresh array
         return np.asarray(raw.numpy())
     return np.asarray(raw)  # JAX (read-only view), numpy
-
-
-def _torch_view(raw: Any) -> np.ndarray:
-    """:func:`view` of a torch tensor: the numpy view of its memory, straight, for a
-    tensor on the host in a dtype numpy has (torch raises otherwise: then :func:`view`)."""
-    try:
-        array: np.ndarray = raw.detach().numpy()
-    except (TypeError, RuntimeError):  # off the host, or bfloat16
-        return view(raw)
-    return array
 
 
 def to_numpy(raw: Any) -> np.ndarray:
@@ -197,8 +193,8 @@ def capture(raw: Any) -> tuple[Any, float]:
     if _plain_tf_variable(raw):  # the common TensorFlow case, without the probing
         tensor = tf_read(raw)
         return (host_view(tensor) if tf_on_host(raw) else tensor), 0.0
-    if _is_torch(raw):  # shares memory with the tensor the optimizer writes into
-        array = np.array(_torch_view(raw), copy=True)
+    if is_torch(raw):  # shares memory with the tensor the optimizer writes into
+        array = np.array(view(raw), copy=True)
         array.setflags(write=False)
         return array, 0.0
     if _on_one_device(raw):  # the common JAX case: one copy, without the probing
@@ -259,14 +255,7 @@ def copy_source(raw: Any) -> np.ndarray | None:
 
 def unchanged(captured: Any, raw: Any) -> bool:
     """Whether the raw value (every replica of it) still holds exactly the captured bits."""
-    if _is_torch(raw):  # the common cases, without probing
-        live = _torch_view(raw)
-        return (
-            live.shape == captured.shape
-            and live.dtype == captured.dtype
-            and equal_bits(captured, live)
-        )
-    if _plain_tf_variable(raw):
+    if is_torch(raw) or _plain_tf_variable(raw):  # the common cases, without probing
         return same_bits(captured, raw)
     return all(same_bits(captured, part) for part in replicas(raw) or [raw])
 
@@ -275,7 +264,7 @@ def same_bits(captured: Any, raw: Any) -> bool:
     """Whether ``raw`` still holds exactly the captured bits (NaNs included)."""
     if not isinstance(captured, np.ndarray):
         return _tf_same_bits(captured, tf_read(raw))
-    shards = None if _is_torch(raw) else _sharded(raw)
+    shards = None if is_torch(raw) else _sharded(raw)
     if shards is not None:
         return tuple(raw.shape) == captured.shape and all(
             equal_bits(np.ascontiguousarray(captured[s.index]), np.asarray(s.data)) for s in shards

@@ -172,7 +172,7 @@ def job_of(raw: Any) -> Job | None:
     cls = type(raw)
     if cls in _NEVER_SPREAD:
         return None
-    if cls.__module__.split(".", 1)[0] == "torch":  # Keras' torch backend: one process
+    if buffers.is_torch(raw):  # Keras' torch backend: one process
         _NEVER_SPREAD.add(cls)  # (asked once per class: a tensor has `values` too)
         return None
     if hasattr(cls, "is_fully_addressable"):  # a JAX array
