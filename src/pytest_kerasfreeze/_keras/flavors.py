@@ -56,7 +56,7 @@ LIBRARY_PACKAGES = frozenset(
 KERAS_PACKAGES = frozenset({"keras", "tf_keras", "tensorflow"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one object per node: no __dict__ to track
 class LayerNode:
     """One place of a layer in a model's tree; a shared layer has one node per path.
 
@@ -96,6 +96,11 @@ class Flavor:
     def declared_trainable(self, layer: Any) -> list[Any]:
         """The variables ``layer`` created as trainable, whatever its flag says now."""
         raise NotImplementedError
+
+    def own_and_declared(self, layer: Any) -> tuple[list[Any], set[int]]:
+        """:meth:`own_variables` and the ids of :meth:`declared_trainable`, in one call
+        (asked of every layer each time a model is indexed)."""
+        return self.own_variables(layer), {id(v) for v in self.declared_trainable(layer)}
 
     def short_name(self, variable: Any) -> str:
         """The variable's own name, without layer scopes (``"kernel"``)."""
@@ -185,6 +190,13 @@ class Keras3(Flavor):
 
     def own_variables(self, layer: Any) -> list[Any]:
         return unique(list(layer._trainable_variables) + list(layer._non_trainable_variables))
+
+    def own_and_declared(self, layer: Any) -> tuple[list[Any], set[int]]:
+        trainable, other = layer._trainable_variables, layer._non_trainable_variables
+        declared = {id(v) for v in trainable}
+        if not other and len(declared) == len(trainable):  # most layers: nothing repeated
+            return list(trainable), declared
+        return unique([*trainable, *other]), declared
 
     def declared_trainable(self, layer: Any) -> list[Any]:
         # Keras 3 files a variable under ``_trainable_variables`` when it is created and

@@ -176,7 +176,10 @@ def job_of(raw: Any) -> Job | None:
         _NEVER_SPREAD.add(cls)  # (asked once per class: a tensor has `values` too)
         return None
     if hasattr(cls, "is_fully_addressable"):  # a JAX array
-        if _jax_processes() == 1 or raw.is_fully_addressable:
+        if _jax_processes() == 1:  # one process: never spread (asked once per class)
+            _NEVER_SPREAD.add(cls)
+            return None
+        if raw.is_fully_addressable:
             return None
         if "jax" not in _JOBS:
             _JOBS["jax"] = JaxJob()

@@ -139,9 +139,15 @@ class Capture:
                 continue
             if _since is None:
                 captured, spread = capture(raw)
-            elif ((source := since_sources[i]) is not None and source() is raw) or (
-                unchanged(since_captured[i], raw)
-            ):
+            elif (source := since_sources[i]) is not None and source() is raw:
+                # the very same immutable array (JAX): the same bits, the same reference
+                sources.append(source)
+                captured_list.append(since_captured[i])
+                same.add(i)
+                if (spread := since_drift.get(i, 0.0)) != 0.0:
+                    self.drift[i] = spread
+                continue
+            elif unchanged(since_captured[i], raw):
                 captured, spread = since_captured[i], since_drift.get(i, 0.0)
                 same.add(i)
             else:
@@ -244,6 +250,17 @@ class Capture:
         if self.mode == "digest" or self.spread(i):
             return str(self._captured[i].dtype)
         return buffers.dtype_name(self._captured[i])
+
+    def layouts(self) -> list[tuple[tuple[int, ...], str]]:
+        """``(shape, dtype)`` of every weight, in order: :meth:`shape` and :meth:`dtype`
+        for all of them in one pass (a diff asks for every weight's)."""
+        ndarray, names = np.ndarray, buffers.dtype_name
+        if self.mode == "digest":
+            return [(self.shape(i), self.dtype(i)) for i in range(len(self._captured))]
+        return [
+            (c.shape, names(c)) if type(c) is ndarray else (self.shape(i), self.dtype(i))
+            for i, c in enumerate(self._captured)
+        ]
 
     def _require_values(self) -> None:
         if self.released:

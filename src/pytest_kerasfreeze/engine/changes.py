@@ -138,6 +138,14 @@ class WeightChange:
         change.__dict__.update(fields)
         return change
 
+    @classmethod
+    def from_fields(cls, fields: dict[str, Any]) -> WeightChange:
+        """:meth:`make` from a dict holding every field, which becomes the record's own
+        (the caller hands it over): no copy, no defaults to fill."""
+        change = object.__new__(cls)
+        object.__setattr__(change, "__dict__", fields)  # frozen: past its __setattr__
+        return change
+
     def replace(self, **fields: Any) -> WeightChange:
         """A copy with some fields changed."""
         return WeightChange.make(**{**self.__dict__, **fields})

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_kerasfreeze._keras.flavors import Flavor, LayerNode, flavor_of, is_model, walk
@@ -34,14 +34,14 @@ from pytest_kerasfreeze.exceptions import LayerNotFoundError
 _GLOB_CHARS = frozenset("*?[")
 
 
-@dataclass
+@dataclass(slots=True)  # one object per weight: no __dict__ to track
 class VariableInfo:
     """Where a weight variable lives in the model."""
 
     path: str  # the weight path: "outer/dense/kernel"
     layer: str  # the name of the layer that created it
     layer_path: str  # the path of that layer ("" for the model itself)
-    owners: list[str] = field(default_factory=list)
+    owners: tuple[str, ...] = ()  # a tuple of strings: nothing for the collector to track
     declared_trainable: bool = False
 
 
@@ -80,16 +80,19 @@ class ModelIndex:
         self.model = model
         self.flavor = flavor
         self.nodes: list[LayerNode] = walk(flavor, model) if nodes is None else nodes
-        self._paths_by_layer: dict[int, list[str]] = {}
+        # {id(layer): its paths}; tuples of strings: nothing for the collector to track
+        self._paths_by_layer: dict[int, tuple[str, ...]] = {}
         self._by_path: dict[str, Any] = {}
         for node in self.nodes:
-            self._paths_by_layer.setdefault(id(node.layer), []).append(node.path)
+            known = self._paths_by_layer.get(id(node.layer), ())
+            self._paths_by_layer[id(node.layer)] = (*known, node.path)
             self._by_path[node.path] = node.layer
         self.variables: list[Any] = flavor.weights(model) if weights is None else weights
         # whether every node's weights are its own variables and its children's
         # (Flavor.tree_weights): node_weights() is then read off the tree
         self._plain = plain
         self.info: dict[int, VariableInfo] = {}
+        self._own_ids: dict[str, tuple[int, ...]] = {}
         self._place_variables()
         self._by_weight_path = {info.path: var_id for var_id, info in self.info.items()}
         self._node_weights: dict[str, set[int]] | None = None
@@ -107,20 +110,27 @@ class ModelIndex:
     def _place_variables(self) -> None:
         root = LayerNode("", self.model, "")
         used_paths: set[str] = set()
+        flavor, infos, model_name = self.flavor, self.info, self.model.name
+        own_of = self._own_ids  # {layer path: ids of the variables it created}
         for node in [root, *self.nodes]:
-            declared = {id(v) for v in self.flavor.declared_trainable(node.layer)}
+            own, declared = flavor.own_and_declared(node.layer)
+            own_of[node.path] = tuple(id(v) for v in own)  # ints: untracked
             # The owner is the sub-model through which this path reaches the variable.
-            owner = node.parent_path or self.model.name
-            for var in self.flavor.own_variables(node.layer):
-                info = self.info.get(id(var))
+            owner = node.parent_path or model_name
+            layer_name, layer_path = "", ""  # read once per node, on its first new variable
+            named = False
+            for var in own:
+                var_id = id(var)
+                info = infos.get(var_id)
                 if info is None:
-                    path = _unique_path(node.path, self.flavor.short_name(var), used_paths)
-                    info = VariableInfo(path, node.name, node.path)
-                    self.info[id(var)] = info
-                if id(var) in declared:
+                    if not named:
+                        layer_name, layer_path, named = node.name, node.path, True
+                    path = _unique_path(layer_path, flavor.short_name(var), used_paths)
+                    info = infos[var_id] = VariableInfo(path, layer_name, layer_path, (owner,))
+                elif owner not in info.owners:  # a shared weight: rare
+                    info.owners = (*info.owners, owner)
+                if var_id in declared:
                     info.declared_trainable = True
-                if owner not in info.owners:
-                    info.owners.append(owner)
         # Weights that no layer of the tree claims as its own (odd custom tracking):
         # they still belong to the model and keep a readable path.
         for var in self.variables:
@@ -130,7 +140,7 @@ class ModelIndex:
                     path,
                     self.model.name,
                     "",
-                    [self.model.name],
+                    (self.model.name,),
                     bool(getattr(var, "trainable", False)),
                 )
 
@@ -138,6 +148,12 @@ class ModelIndex:
     @property
     def name(self) -> str:
         return str(self.model.name)
+
+    @property
+    def plain(self) -> bool:
+        """Whether every node's weights are its own variables and its children's (the
+        layers of the tree hold every weight of the model, and nothing else)."""
+        return self._plain
 
     def paths(self) -> list[str]:
         return [node.path for node in self.nodes]
@@ -147,7 +163,7 @@ class ModelIndex:
 
     def paths_of(self, layer: Any) -> list[str]:
         """Every path at which ``layer`` sits in the tree (none if it is not in it)."""
-        return list(self._paths_by_layer.get(id(layer), []))
+        return list(self._paths_by_layer.get(id(layer), ()))
 
     def layer_at(self, path: str) -> Any:
         """The layer at ``path`` (``KeyError`` if there is none)."""
@@ -161,7 +177,7 @@ class ModelIndex:
                 held: dict[str, set[int]] = {}
                 for node in reversed(self.nodes):  # children before their parents
                     ids = below.pop(node.path, set())
-                    ids.update(id(v) for v in self.flavor.own_variables(node.layer))
+                    ids.update(self._own_ids[node.path])
                     held[node.path] = ids
                     if node.parent_path:
                         below.setdefault(node.parent_path, set()).update(ids)

@@ -127,8 +127,10 @@ class WeightDiff:
             raise ValueError(errors.digest_has_no_values(before.model.name))
         combined, drift = multihost.combine(before, after, atol, rtol)  # every process's
         after.drift.update(drift)
+        infos, own_trainable, make = index.info, after.own_trainable, WeightChange.from_fields
+        layouts = before.layouts()
         for i, (var, trainable) in enumerate(zip(before.variables, after.trainable, strict=True)):
-            info = index.info[id(var)]
+            info = infos[id(var)]
             if i in combined:
                 stats = combined[i]
             elif i in same:
@@ -139,17 +141,22 @@ class WeightDiff:
                 stats = known[i]
             else:
                 stats = buffers.compare(before.value(i), after.value(i), atol, rtol)
+            shape, dtype = layouts[i]
             out.append(
-                WeightChange.make(
-                    path=info.path,
-                    layer=info.layer,
-                    owners=tuple(info.owners),
-                    shape=before.shape(i),
-                    dtype=before.dtype(i),
-                    trainable=trainable,
-                    declared_trainable=info.declared_trainable,
-                    own_trainable=True if i in after.own_trainable else None,
-                    **stats,
+                make(
+                    {
+                        "path": info.path,
+                        "layer": info.layer,
+                        "owners": info.owners,
+                        "shape": shape,
+                        "dtype": dtype,
+                        "trainable": trainable,
+                        "declared_trainable": info.declared_trainable,
+                        "moved_by": (),
+                        "min_rel_delta": None,
+                        **stats,
+                        "own_trainable": True if i in own_trainable else None,
+                    }
                 )
             )
         return out
@@ -240,9 +247,15 @@ class WeightDiff:
         self._filled()
         before = self._require_before()
         moved = {id(v) for v, c in zip(before.variables, self._changes, strict=True) if c.moved}
+        index = before.index
+        nodes = index.node_weights()
+        if index.plain and len(before.variables) == len(index.variables):  # all watched
+            if not moved:  # the common answer of a freeze that held: no set to intersect
+                return {path: (0, len(ids)) for path, ids in nodes.items() if ids}
+            return {path: (len(ids & moved), len(ids)) for path, ids in nodes.items() if ids}
         watched = {id(v) for v in before.variables}
         counts: dict[str, tuple[int, int]] = {}
-        for path, ids in before.index.node_weights().items():
+        for path, ids in nodes.items():
             held = ids & watched
             if held:
                 counts[path] = (len(held & moved), len(held))
