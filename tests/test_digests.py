@@ -551,3 +551,80 @@ def test_tf_mirrored(pytester):
     pytester.makepyfile(test_mirrored=TF_MIRRORED)
     result = pytester.runpytest_subprocess("-p", "no:randomly", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+# -- large weights, hashed two at a time (digest_all) --------------------------------------
+def _wide_model(name="wide"):
+    """A fine-tuning shape whose kernels are 4 MiB each (24 MiB of weights in all, above
+    digests.PARALLEL_TOTAL): the size where digest_all hashes on two threads."""
+    model = keras.Sequential(
+        [keras.Input((1024,))]
+        + [keras.layers.Dense(1024, activation="relu", name=f"block{i}") for i in range(5)]
+        + [keras.layers.Dense(10, name="head")],
+        name=name,
+    )
+    return model
+
+
+def test_digest_all_is_digest_raw_weight_by_weight_on_two_threads(monkeypatch):
+    """The same digests as one digest_raw per weight, the large host buffers hashed on
+    the pool's threads (two, whatever this machine has), the small ones here; with
+    ``since``: the very digest where the bits did not change, a new one where they did."""
+    import threading
+
+    model = _wide_model()
+    raws = [raw(model, v) for v in model.weights]
+    threads: list[str] = []
+    host_digest = digests._host_digest
+
+    def recording(array, since=None):
+        threads.append(threading.current_thread().name)
+        return host_digest(array, since)
+
+    monkeypatch.setattr(digests, "_CPUS", 2)
+    monkeypatch.setattr(digests, "_host_digest", recording)
+    before = digests.digest_all(raws, [None] * len(raws))
+    assert before == [digest_raw(r) for r in raws]
+    large = [v for v in model.weights if value_of(v).nbytes >= digests.PARALLEL_ABOVE]
+    assert len(large) == 5  # the five 4 MiB kernels
+    on_pool = [name for name in threads if name.startswith("kerasfreeze-digest")]
+    assert len(on_pool) >= len(large)  # (digest_raw above adds this thread's own)
+    kernel = model.get_layer("block2").kernel
+    truth = value_of(kernel).copy()
+    truth[7, 11] = np.nextafter(truth[7, 11], np.float32(np.inf))  # one ulp
+    kernel.assign(truth)
+    raws = [raw(model, v) for v in model.weights]  # JAX: assign() put a new array there
+    after = digests.digest_all(raws, before)
+    for variable, b, a in zip(model.weights, before, after, strict=True):
+        if variable is kernel:
+            assert not same(b, a) and a.hash == xxhash.xxh3_128_digest(truth.tobytes())
+        else:
+            assert a is b  # the same bits: the earlier digest itself, its norm reused
+    assert not any(t.name.startswith("kerasfreeze-digest") for t in threading.enumerate())
+
+
+def test_a_digest_check_on_large_weights_sees_exactly_what_training_moved():
+    """``with assert_trains_only(model, "head", mode="digest")`` around a real fit() of
+    a model with a frozen body (the keras-io transfer-learning recipe), on weights large
+    enough to be hashed on two threads; the truth is a numpy copy of every weight."""
+    from kmodels import compile_
+    from pytest_kerasfreeze import FreezeAssertionError, assert_frozen, assert_trains_only
+
+    model = _wide_model("classifier")
+    for layer in model.layers[:-1]:
+        layer.trainable = False
+    compile_(model)
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(16, 1024)).astype("float32")
+    y = rng.normal(size=(16, 10)).astype("float32")
+    before = {id(v): value_of(v).copy() for v in model.weights}
+    with assert_trains_only(model, "head", mode="digest") as check:
+        model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    moved = {id(v) for v in model.weights if not np.array_equal(value_of(v), before[id(v)])}
+    assert moved == {id(model.get_layer("head").kernel), id(model.get_layer("head").bias)}
+    assert {c.path for c in check.diff.moved()} == {"head/kernel", "head/bias"}
+    model.get_layer("block3").trainable = True  # before compile(): it trains now
+    compile_(model)
+    with pytest.raises(FreezeAssertionError, match="block3/kernel"):
+        with assert_frozen(model, "block3", mode="digest"):
+            model.fit(x, y, epochs=1, batch_size=8, verbose=0)

@@ -110,6 +110,7 @@ class Capture:
         since_drift = _since.drift if _since is not None else {}
         capture, unchanged, source_ref = buffers.capture, buffers.unchanged, buffers.source_ref
         job_of = hosts.job_of
+        to_hash: list[tuple[int, Any, Any]] = []  # digest mode: (position, raw, since's)
         for i, variable in enumerate(self.variables):
             raw = raw_of(variable)
             job = job_of(raw)
@@ -123,19 +124,16 @@ class Capture:
                     previous is not None
                     and (source := since_sources[i]) is not None
                     and (source() is raw)
-                ):
-                    captured = previous  # the very same immutable array (JAX): same bits
-                else:  # rehashed; the norm is reused where the bits are the same
-                    captured = digests.digest_raw(raw, since=previous)
-                spread = math.inf if captured.replicas_differ else 0.0
-                if previous is not None and (
-                    captured is previous or digests.same(previous, captured)
-                ):
+                ):  # the very same immutable array (JAX): same bits
+                    captured_list.append(previous)
+                    sources.append(source)
                     same.add(i)
-                sources.append(source_ref(raw))
-                captured_list.append(captured)
-                if spread:
-                    self.drift[i] = spread
+                    if previous.replicas_differ:
+                        self.drift[i] = math.inf
+                else:  # hashed below, all together; the norm reused where the bits are the same
+                    to_hash.append((i, raw, previous))
+                    captured_list.append(None)
+                    sources.append(source_ref(raw))
                 continue
             if _since is None:
                 captured, spread = capture(raw)
@@ -156,6 +154,8 @@ class Capture:
             captured_list.append(captured)
             if spread:
                 self.drift[i] = spread
+        if to_hash:
+            self._digest(to_hash)
         self.trainable = flavor.trainable_now(index.model, self.variables)
         # positions whose own flags say trainable under a frozen parent (few: read only
         # for weights that are frozen now)
@@ -168,6 +168,17 @@ class Capture:
                 v, index.layer_at(info.layer_path) if info.layer_path else index.model
             )
         }
+
+    def _digest(self, to_hash: list[tuple[int, Any, Any]]) -> None:
+        """Digest mode: hash the weights ``to_hash`` lists (large host buffers two at a
+        time: :func:`digests.digest_all`) into their places."""
+        found = digests.digest_all([raw for _, raw, _ in to_hash], [p for _, _, p in to_hash])
+        for (i, _, previous), captured in zip(to_hash, found, strict=True):
+            self._captured[i] = captured
+            if previous is not None and (captured is previous or digests.same(previous, captured)):
+                self._same_as_since.add(i)
+            if captured.replicas_differ:
+                self.drift[i] = math.inf
 
     def _copy_comparing(self, previous: Any, raw: Any) -> tuple[Any, float]:
         source = buffers.copy_source(raw)
