@@ -250,8 +250,6 @@ class WeightDiff:
         index = before.index
         nodes = index.node_weights()
         if index.plain and len(before.variables) == len(index.variables):  # all watched
-            if not moved:  # the common answer of a freeze that held: no set to intersect
-                return {path: (0, len(ids)) for path, ids in nodes.items() if ids}
             return {path: (len(ids & moved), len(ids)) for path, ids in nodes.items() if ids}
         watched = {id(v) for v in before.variables}
         counts: dict[str, tuple[int, int]] = {}
