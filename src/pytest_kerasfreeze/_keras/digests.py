@@ -140,23 +140,18 @@ def digest_raw(raw: Any, *, force_device_path: bool = False, since: Digest | Non
         model.fit(x, y)
         moved = not same(before, digest_raw(raw))
     """
+    if not force_device_path and (array := _host_array(raw)) is not None:
+        return _host_digest(array, since)  # a buffer the host holds whole: hashed in place
     parts = buffers.replicas(raw)
     if parts:  # TF mirrored variable, fully replicated JAX array
         first, *others = (digest_raw(p, force_device_path=force_device_path) for p in parts)
         return replace(first, replicas_differ=any(o.hash != first.hash for o in others))
-    if buffers.is_tf_resource(raw):  # its current buffer, as a tensor (no copy)
-        tensor, on_host = buffers.tf_read(raw), buffers.tf_on_host(raw)
-        if on_host and not force_device_path:
-            return _host_digest(buffers.host_view(tensor), since)
-        return _device_digest(tensor)
+    if buffers.is_tf_resource(raw):  # on an accelerator: its current buffer, as a tensor
+        return _device_digest(buffers.tf_read(raw))
     if force_device_path or _on_accelerator(raw):
         return _device_digest(raw)
-    if hasattr(raw, "detach"):  # torch
-        return _host_digest(_torch_view(raw), since)
-    if hasattr(raw, "sharding"):  # JAX
+    if hasattr(raw, "sharding"):  # JAX, sharded over CPU devices: shard by shard
         return _jax_digest(raw, since)
-    if hasattr(raw, "_numpy"):  # a TensorFlow tensor on the host: a view of its buffer
-        return _host_digest(buffers.host_view(raw), since)
     return _host_digest(np.asarray(raw), since)
 
 
@@ -175,10 +170,12 @@ def digest_all(raws: Sequence[Any], since: Sequence[Digest | None]) -> list[Dige
     pending: list[tuple[int, np.ndarray, Digest | None]] = []
     for i, (raw, previous) in enumerate(zip(raws, since, strict=True)):
         array = _host_array(raw)
-        if array is not None and array.nbytes >= PARALLEL_ABOVE:
-            pending.append((i, array, previous))
-        else:
+        if array is None:  # replicas, shards, accelerators
             out[i] = digest_raw(raw, since=previous)
+        elif array.nbytes >= PARALLEL_ABOVE:
+            pending.append((i, array, previous))
+        else:  # what digest_raw does with it, without finding it again
+            out[i] = _host_digest(array, previous)
     workers = min(_CPUS, len(pending))
     if workers < 2 or sum(array.nbytes for _, array, _ in pending) < PARALLEL_TOTAL:
         for i, array, previous in pending:
@@ -192,9 +189,12 @@ def digest_all(raws: Sequence[Any], since: Sequence[Digest | None]) -> list[Dige
 
 
 def _host_array(raw: Any) -> np.ndarray | None:
-    """The numpy view :func:`digest_raw` hashes for a value the host holds whole (a
-    plain TensorFlow variable on the host, a torch tensor on the CPU, a JAX array on
-    one CPU device); ``None`` for anything else (replicas, shards, accelerators)."""
+    """The numpy view that :func:`digest_raw` (and :func:`digest_all`) hashes for a value
+    the host holds whole — a numpy array, a TensorFlow variable or tensor on the host, a
+    torch tensor on the CPU, a JAX array on one CPU device —, without a copy; ``None``
+    for anything else (replicas, shards, accelerators), which digest_raw routes on."""
+    if isinstance(raw, np.ndarray):
+        return raw
     if buffers.is_torch(raw):
         return None if raw.device.type != "cpu" else _torch_view(raw)
     if buffers.is_tf_resource(raw):
@@ -206,6 +206,8 @@ def _host_array(raw: Any) -> np.ndarray | None:
         if len(devices) != 1 or any(d.platform != "cpu" for d in devices):
             return None
         return np.asarray(raw)
+    if hasattr(raw, "_numpy") and not _on_accelerator(raw):  # a TF tensor on the host
+        return buffers.host_view(raw)
     return None
 
 

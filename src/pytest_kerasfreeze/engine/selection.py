@@ -115,16 +115,15 @@ class ModelIndex:
         for node in [root, *self.nodes]:
             own, declared = flavor.own_and_declared(node.layer)
             own_of[node.path] = tuple(id(v) for v in own)  # ints: untracked
+            if not own:
+                continue
             # The owner is the sub-model through which this path reaches the variable.
             owner = node.parent_path or model_name
-            layer_name, layer_path = "", ""  # read once per node, on its first new variable
-            named = False
+            layer_name, layer_path = node.name, node.path
             for var in own:
                 var_id = id(var)
                 info = infos.get(var_id)
                 if info is None:
-                    if not named:
-                        layer_name, layer_path, named = node.name, node.path, True
                     path = _unique_path(layer_path, flavor.short_name(var), used_paths)
                     info = infos[var_id] = VariableInfo(path, layer_name, layer_path, (owner,))
                 elif owner not in info.owners:  # a shared weight: rare
