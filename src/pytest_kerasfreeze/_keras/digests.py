@@ -151,7 +151,7 @@ def digest_raw(raw: Any, *, force_device_path: bool = False, since: Digest | Non
     if force_device_path or _on_accelerator(raw):
         return _device_digest(raw)
     if hasattr(raw, "sharding"):  # JAX, sharded over CPU devices: shard by shard
-        return _jax_digest(raw, since)
+        return _jax_digest(raw)
     return _host_digest(np.asarray(raw), since)
 
 
@@ -361,11 +361,10 @@ def _torch_view(tensor: Any) -> np.ndarray:
     return np.asarray(tensor.numpy())
 
 
-def _jax_digest(array: Any, since: Digest | None = None) -> Digest:
-    """Each addressable shard hashed where it lives (a zero-copy view on the CPU), in
-    global index order; replicas of one index compared with replica 0."""
-    if len(array.sharding.device_set) == 1:
-        return _host_digest(np.asarray(array), since)  # one CPU buffer: a view, no gather
+def _jax_digest(array: Any) -> Digest:
+    """A JAX array over several CPU devices (one CPU buffer goes through
+    :func:`_host_array`): each addressable shard hashed where it lives (a zero-copy
+    view), in global index order; replicas of one index compared with replica 0."""
     groups: dict[tuple[tuple[int, int], ...], list[Any]] = {}
     for shard in array.addressable_shards:
         key = tuple(s.indices(n)[:2] for s, n in zip(shard.index, array.shape, strict=True))
