@@ -43,6 +43,31 @@ THOROUGH_FILES = {
 }
 THOROUGH_TESTS = {"test_ten_thousand_variables"}  # a 10,000-variable model, checked
 
+# The files whose tests share one costly module fixture: under pytest-xdist each file's
+# tests all go to one worker (the others keep taking the rest one by one), so the fixture
+# runs once per run instead of once on each worker that got one of its tests. xdist's own
+# `--dist loadgroup` would do it, but its `xdist_group` mark renames `item._nodeid`, which
+# pytest 9.2 no longer reads (xdist 3.8): the grouping silently does nothing there.
+ONE_WORKER_FILES = {
+    "test_lint_corpus_runs.py",  # runs every lint-corpus script (~60 s on one core)
+}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """`-n N` with the default `--dist load`: xdist's load scheduling, but each of
+    ONE_WORKER_FILES is one unit of work, handed to one worker whole (largest first)."""
+    if config.getoption("dist") != "load":
+        return None  # what the command line asked for
+    from xdist.scheduler import LoadScopeScheduling
+
+    class OneWorkerFiles(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            path = nodeid.split("::", 1)[0]
+            return path if path.rsplit("/", 1)[-1] in ONE_WORKER_FILES else nodeid
+
+    return OneWorkerFiles(config, log)
+
 
 def thorough(config):
     """Whether this run includes the slow tests (CI's runs do)."""
