@@ -42,6 +42,13 @@ THOROUGH_FILES = {
     "test_packaging.py",  # builds the wheel and the sdist, installs the wheel alone
 }
 THOROUGH_TESTS = {"test_ten_thousand_variables"}  # a 10,000-variable model, checked
+# Parametrized cases the inner loop leaves to CI: a second random order of the hygiene
+# suite (one pytester session of it with -n 2 costs ~25 s on TensorFlow); the first order
+# runs in both.
+THOROUGH_CASES = {
+    "test_every_test_leaves_keras_as_it_found_it[2-one-process]",
+    "test_every_test_leaves_keras_as_it_found_it[2-xdist]",
+}
 
 # The files whose tests share one costly module fixture: under pytest-xdist each file's
 # tests all go to one worker (the others keep taking the rest one by one), so the fixture
@@ -69,6 +76,13 @@ def pytest_xdist_make_scheduler(config, log):
     return OneWorkerFiles(config, log)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node):
+    """Tell each worker whether the scheduler above hands out its units (a worker's own
+    `dist` option always reads "no"): tests/test_lint_corpus_runs.py checks it held."""
+    node.workerinput["one_worker_files"] = node.config.getoption("dist") == "load"
+
+
 def thorough(config):
     """Whether this run includes the slow tests (CI's runs do)."""
     return bool(config.getoption("thorough") or os.environ.get("KERASFREEZE_THOROUGH"))
@@ -87,7 +101,11 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in BACKEND_FREE_FILES:
             item.add_marker(pytest.mark.backend_free)
-        if item.path.name in THOROUGH_FILES or item.originalname in THOROUGH_TESTS:
+        if (
+            item.path.name in THOROUGH_FILES
+            or item.originalname in THOROUGH_TESTS
+            or item.name in THOROUGH_CASES
+        ):
             item.add_marker(pytest.mark.thorough)
             if not thorough(config):
                 item.add_marker(skip)

@@ -39,11 +39,22 @@ def runtime():
 
 
 @pytest.fixture(scope="module")
-def results():
+def results(tmp_path_factory, pytestconfig):
     measured = MEASURED_ON["tf_keras" if runtime() == "tf_keras" else "keras"]
     installed = metadata.version("tf_keras" if runtime() == "tf_keras" else "keras")
     if _version(installed) < measured:  # asked before running the corpus (~30 s) for nothing
         _skip_older(installed, measured)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and getattr(pytestconfig, "workerinput", {}).get("one_worker_files"):
+        # once per run (conftest's scheduler): a second worker here means the file was split
+        ran = tmp_path_factory.getbasetemp().parent / "lint-corpus-ran-on"
+        with open(ran, "a") as out:
+            out.write(f"{worker}\n")
+        others = set(ran.read_text().split()) - {worker}
+        assert not others, (
+            f"the corpus also ran on {sorted(others)}: tests/conftest.py's scheduler "
+            "no longer hands this file to one worker (ONE_WORKER_FILES)"
+        )
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     run = subprocess.run(
         [sys.executable, str(HERE / "corpus_runner.py")],
