@@ -60,12 +60,18 @@ ONE_WORKER_FILES = {
 }
 
 
+def _one_worker_scheduling(config):
+    """Whether the scheduler below hands out this run's tests: `-n N` with the default
+    `--dist load` (another `--dist` is what the command line asked for)."""
+    return config.getoption("dist") == "load"
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
-    """`-n N` with the default `--dist load`: xdist's load scheduling, but each of
-    ONE_WORKER_FILES is one unit of work, handed to one worker whole (largest first)."""
-    if config.getoption("dist") != "load":
-        return None  # what the command line asked for
+    """xdist's load scheduling, but each of ONE_WORKER_FILES is one unit of work, handed
+    to one worker whole (largest first)."""
+    if not _one_worker_scheduling(config):
+        return None
     from xdist.scheduler import LoadScopeScheduling
 
     class OneWorkerFiles(LoadScopeScheduling):
@@ -80,7 +86,7 @@ def pytest_xdist_make_scheduler(config, log):
 def pytest_configure_node(node):
     """Tell each worker whether the scheduler above hands out its units (a worker's own
     `dist` option always reads "no"): tests/test_lint_corpus_runs.py checks it held."""
-    node.workerinput["one_worker_files"] = node.config.getoption("dist") == "load"
+    node.workerinput["one_worker_files"] = _one_worker_scheduling(node.config)
 
 
 def thorough(config):
