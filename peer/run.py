@@ -3,8 +3,8 @@
 ends differently (issue 11: a test that asks for no check must end exactly as without the
 plugin).
 
-    python peer/run.py keras     [--workers N] [--out DIR] [pytest args...]
-    python peer/run.py patterns  [--workers N] [--out DIR] [pytest args...]
+    python peer/run.py keras     [--workers N] [--out DIR] [--jax-cache DIR] [pytest args...]
+    python peer/run.py patterns  [--workers N] [--out DIR] [--jax-cache DIR] [pytest args...]
 
 ``keras``: a slice of Keras' own test suite, the ``*_test.py`` files shipped inside the
 installed ``keras`` package (``peer/keras/slice.txt``, minus ``peer/keras/deselect.txt``),
@@ -17,7 +17,19 @@ plugin for anything. Runs on every Keras, tf_keras included.
 
 The backend is Keras' own choice (``KERAS_BACKEND``; ``TF_USE_LEGACY_KERAS=1`` for
 tf_keras). Each run writes a JUnit XML file (and a log) under ``--out``; the comparison
-is per test id. Exit status: 0 when every test ended the same, 1 when one did not, 2 when
+is per test id.
+
+``--jax-cache DIR`` (JAX only): JAX's persistent compilation cache, so that the second run
+loads what the first compiled instead of compiling it again. Each process gets a folder of
+its own (``DIR/off-gw0``, ...), which no other process uses at the same time: JAX writes an
+entry in place, without a lock unless the cache has a size cap, whose eviction scan reads
+the whole folder on every write. Before the second run, each of its folders is seeded with
+hard links to every entry the first run wrote (an entry is written once and never changed:
+without a size cap a read writes nothing). A cached executable is the one XLA would build,
+and the key is the lowered computation with its compile options, so a computation the
+plugin changed misses the cache and is compiled: the comparison stays what it was.
+
+Exit status: 0 when every test ended the same, 1 when one did not, 2 when
 a run could not be compared (nothing collected, no XML, the plugin not loaded).
 """
 
@@ -25,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -79,6 +92,53 @@ def patterns_args() -> tuple[list[str], dict[str, str]]:
     return ["-c", str(folder / "pytest.ini"), f"--rootdir={folder}", str(folder)], {}
 
 
+JAX_CACHE_SETTINGS = {
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",  # Keras' tests compile small things
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+    # JAX puts XLA's GPU autotuning cache under the cache folder and leaves that path in
+    # the key (jax/_src/cache_key.py does not clear it): no two folders would share a key
+    "JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES": "none",
+}
+
+
+def worker_args(workers: str, cache: Path | None, label: str) -> list[str]:
+    """pytest-xdist's options: ``-n N``, or with a JAX cache one ``--tx`` per worker, each
+    worker's own cache folder set in its environment before it imports JAX."""
+    if cache is None or workers == "0":
+        return ["-n", workers]
+    if not workers.isdigit():
+        raise SystemExit(f"peer/run.py: --jax-cache needs a number of --workers, not {workers!r}")
+    if "//" in str(cache):  # execnet separates a spec's keys with //
+        raise SystemExit(f"peer/run.py: --jax-cache {cache} contains '//'")
+    args = ["--dist", "load"]
+    for number in range(int(workers)):
+        folder = cache / f"{label}-gw{number}"
+        env = {"JAX_COMPILATION_CACHE_DIR": str(folder), **JAX_CACHE_SETTINGS}
+        args += ["--tx", "popen" + "".join(f"//env:{k}={v}" for k, v in env.items())]
+    return args
+
+
+def entries_of(cache: Path, run: str) -> dict[str, Path]:
+    """The cache entries one run's folders hold, by name (a name is the entry's key)."""
+    return {e.name: e for d in sorted(cache.glob(f"{run}-*")) for e in d.iterdir()}
+
+
+def seed_cache(cache: Path, source: str, target: str) -> int:
+    """Hard-link every entry of the ``source`` run's folders into each ``target`` folder
+    (copies where links are refused); returns how many entries there are."""
+    entries = entries_of(cache, source)
+    targets = [cache / d.name.replace(source, target, 1) for d in cache.glob(f"{source}-*")]
+    for folder in targets:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, entry in entries.items():
+            if not (folder / name).exists():
+                try:
+                    os.link(entry, folder / name)
+                except OSError:
+                    shutil.copyfile(entry, folder / name)
+    return len(entries)
+
+
 def run_once(label: str, args: list[str], env: dict[str, str], out: Path) -> Path:
     xml, log = out / f"{label}.xml", out / f"{label}.log"
     command = [sys.executable, "-m", "pytest", *args, f"--junitxml={xml}"]
@@ -96,21 +156,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("suite", choices=["keras", "patterns"])
     parser.add_argument("--workers", default="2", help="pytest-xdist workers (0: none)")
     parser.add_argument("--out", help="where the logs and XML go (default: a temp folder)")
+    parser.add_argument("--jax-cache", help="JAX's compilation cache, one folder per worker")
     options, extra = parser.parse_known_args(argv)
     active = backend()
     args, env_extra = keras_args(active) if options.suite == "keras" else patterns_args()
     out = Path(options.out or tempfile.mkdtemp(prefix=f"peer-{options.suite}-{active}-"))
     out.mkdir(parents=True, exist_ok=True)
     common = ["-q", "-rfE", "-p", "no:cacheprovider", "-p", "no:randomly"]
-    common += ["-o", "junit_family=xunit1", "-n", options.workers, *extra]
+    common += ["-o", "junit_family=xunit1", *extra]
     # the plugin's warnings are errors in both runs, whatever the suite's own settings
     # filter (Keras' ignores every UserWarning): harmless must hold under -W error too
     common += ["-W", "error::pytest_kerasfreeze.exceptions.KerasFreezeWarning"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **env_extra}
+    cache = Path(options.jax_cache).resolve() if options.jax_cache and active == "jax" else None
+    if cache is not None and options.workers == "0":  # one process: its environment
+        env.update({"JAX_COMPILATION_CACHE_DIR": str(cache / "off-main"), **JAX_CACHE_SETTINGS})
     print(f"peer/run.py {options.suite} on {active}: without, then with pytest-kerasfreeze")
-    off = run_once("off", [*args, *common, "-p", "no:kerasfreeze"], env, out)
+    off_workers = worker_args(options.workers, cache, "off")
+    off = run_once("off", [*args, *common, *off_workers, "-p", "no:kerasfreeze"], env, out)
+    if cache is not None:
+        entries = seed_cache(cache, "off", "on")
+        if options.workers == "0":
+            env["JAX_COMPILATION_CACHE_DIR"] = str(cache / "on-main")
     report = out / "on.kerasfreeze.json"
-    on = run_once("on", [*args, *common, f"--kerasfreeze-json={report}"], env, out)
+    on_workers = worker_args(options.workers, cache, "on")
+    on = run_once("on", [*args, *common, *on_workers, f"--kerasfreeze-json={report}"], env, out)
+    if cache is not None:
+        new = len(entries_of(cache, "on")) - entries
+        print(f"  JAX's compilation cache: {entries} entries after the first run, {new} new in the")
+        print("  second (computations compiled with the plugin that were not compiled without)")
     for xml in (off, on):
         if not xml.is_file() or not outcomes(str(xml)):
             print(f"peer/run.py: {xml} has no test results; see its log", file=sys.stderr)

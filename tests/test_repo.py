@@ -74,6 +74,52 @@ def test_the_peer_comparison_finds_a_test_that_ends_differently(pytester, monkey
     assert compare.main(["off.xml", "missing.xml"]) == 2
 
 
+def load_runner(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "peer"))  # run.py imports compare.py beside it
+    spec = importlib.util.spec_from_file_location("peer_run", ROOT / "peer" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_peer_runs_give_each_worker_a_jax_cache_of_its_own(monkeypatch, tmp_path):
+    """``peer/run.py --jax-cache``: each xdist worker of each run gets its own folder in its
+    `--tx` spec (as execnet reads it), and the second run's folders start with every entry
+    the first run's wrote, hard-linked (an entry is never rewritten)."""
+    import execnet
+
+    run = load_runner(monkeypatch)
+    assert run.worker_args("2", None, "off") == ["-n", "2"]
+    assert run.worker_args("0", tmp_path, "off") == ["-n", "0"]
+    args = run.worker_args("2", tmp_path, "off")
+    assert args[:2] == ["--dist", "load"] and args[2::2] == ["--tx", "--tx"]
+    specs = [execnet.XSpec(spec) for spec in args[3::2]]
+    assert all(spec.popen for spec in specs)
+    assert [spec.env["JAX_COMPILATION_CACHE_DIR"] for spec in specs] == [
+        str(tmp_path / "off-gw0"),
+        str(tmp_path / "off-gw1"),
+    ]
+    assert all(spec.env["JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES"] == "none" for spec in specs)
+    try:
+        run.worker_args("auto", tmp_path, "off")
+    except SystemExit as error:
+        assert "--jax-cache needs a number of --workers" in str(error)
+    else:
+        raise AssertionError("--workers auto with --jax-cache was accepted")
+
+    for folder, names in {"off-gw0": "ab", "off-gw1": "bc"}.items():
+        (tmp_path / folder).mkdir()
+        for name in names:
+            (tmp_path / folder / f"jit_{name}-cache").write_bytes(name.encode())
+    assert run.seed_cache(tmp_path, "off", "on") == 3
+    for folder in ("on-gw0", "on-gw1"):
+        held = sorted(entry.name for entry in (tmp_path / folder).iterdir())
+        assert held == ["jit_a-cache", "jit_b-cache", "jit_c-cache"], folder
+    assert (tmp_path / "on-gw1" / "jit_a-cache").samefile(tmp_path / "off-gw0" / "jit_a-cache")
+    (tmp_path / "on-gw1" / "jit_d-cache").write_bytes(b"d")  # compiled in the second run
+    assert len(run.entries_of(tmp_path, "on")) - 3 == 1
+
+
 def tox_config():
     config = configparser.ConfigParser(interpolation=None)
     config.read_string((ROOT / "tox.ini").read_text())
@@ -114,6 +160,8 @@ def test_every_runtime_runs_the_tests_the_examples_and_its_peer_suite():
         peer = [c for c in commands if c.startswith(f"{prefix} python peer/run.py ")]
         suites = ["keras", "patterns"] if runtime != "tf_keras" else ["patterns"]
         assert [c.split()[4] for c in peer] == suites, runtime
+        # on JAX, the run with the plugin loads what the run without it compiled
+        assert all(("--jax-cache" in c) == (runtime == "jax") for c in peer), runtime
 
 
 def test_the_loading_variants_run_the_tests_that_depend_on_loading():
